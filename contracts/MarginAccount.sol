@@ -1,0 +1,484 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {IERC20, IERC20Metadata} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Metadata.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+
+import {IMarginAccount} from "./interfaces/IMarginAccount.sol";
+import {RiskParams, Margin, AccountState, Trade, Witness} from "./interfaces/IMarginTypes.sol";
+import {LiquidationMath} from "./libraries/LiquidationMath.sol";
+import {OracleLib} from "./libraries/OracleLib.sol";
+import {WadMath} from "./libraries/WadMath.sol";
+import {RiskEngine} from "./RiskEngine.sol";
+
+/// @title Cross-margin accounts: quote cash, multi-asset collateral and perps in one ledger
+/// @notice Margined on the net risk of the whole account (RiskEngine). Ledger identity, exact at all times:
+///   quote balance * quoteScale == sum(cash) - sum(costBasis) + insuranceFund + fundingPool - lossPending
+///                                 + unbackedDebt
+///   collateral balance_i * scale_i == sum(collateral_i)
+/// Socialised loss: a deficit the insurance fund cannot cover is charged pro rata to every positive cash
+/// balance (lazily, through `lossIndex`, like a funding index), at most 100% of each; what is left is
+/// recorded in `unbackedDebt`.
+contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyGuardTransient {
+    using SafeERC20 for IERC20;
+    using SafeCast for uint256;
+    using SafeCast for int256;
+    using WadMath for int256;
+    using WadMath for uint256;
+
+    bytes32 public constant RISK_ADMIN_ROLE = keccak256("RISK_ADMIN_ROLE");
+    bytes32 public constant MATCHER_ROLE = keccak256("MATCHER_ROLE");
+    bytes32 public constant FUNDING_ROLE = keccak256("FUNDING_ROLE");
+
+    uint256 public constant MAX_ASSETS = 16;
+    /// @notice cap on any collateral balance or |perp size| (WAD units): keeps every margin sum in range
+    uint256 public constant MAX_UNITS = 1e27;
+    /// @notice trades settle within this share of the oracle price (WAD)
+    uint256 public constant TRADE_BAND = 0.1e18;
+    /// @notice one funding update moves the index by at most this share of the price (WAD)
+    uint256 public constant MAX_FUNDING_STEP = 0.01e18;
+
+    struct Asset {
+        IERC20 token;
+        uint96 scale; // 10 ** (18 - decimals): token units -> WAD
+    }
+
+    IERC20 public immutable quoteToken;
+    uint256 public immutable quoteScale;
+
+    mapping(address account => Header) internal _headers;
+    mapping(address account => mapping(uint256 asset => Position)) internal _positions;
+    /// @notice whether `operator` may settle trades for `account`
+    mapping(address account => mapping(address operator => bool)) public isOperator;
+    Asset[] internal _assets;
+
+    /// @notice insurance fund (USD WAD)
+    int256 public insuranceFund;
+    /// @notice funding settled by payers and not yet settled by receivers (USD WAD)
+    int256 public fundingPool;
+    /// @notice socialised loss not yet charged to cash holders (USD WAD)
+    int256 public lossPending;
+    /// @notice deficit nobody could absorb (USD WAD)
+    uint256 public unbackedDebt;
+    /// @notice sum of positive cash balances (USD WAD), the base that socialised losses are spread over
+    uint256 public totalPositiveCash;
+
+    constructor(IERC20Metadata quote, address admin, uint256 paramsDelay) RiskEngine(paramsDelay) {
+        uint8 decimals = quote.decimals();
+        if (decimals > 18) revert InvalidToken(address(quote));
+        quoteToken = quote;
+        quoteScale = 10 ** (18 - decimals);
+        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+    }
+
+    // ================================================================== admin
+
+    /// @inheritdoc IMarginAccount
+    function listAsset(address token) external onlyRole(DEFAULT_ADMIN_ROLE) returns (uint256 asset) {
+        asset = _assets.length;
+        if (asset == MAX_ASSETS) revert TooManyAssets(MAX_ASSETS);
+        uint8 decimals = IERC20Metadata(token).decimals();
+        if (decimals > 18 || token == address(quoteToken)) revert InvalidToken(token);
+        _assets.push(Asset(IERC20(token), uint96(10 ** (18 - decimals))));
+        emit AssetListed(asset, token, decimals);
+    }
+
+    /// @inheritdoc IMarginAccount
+    function proposeRiskParams(RiskParams calldata params, int256[] calldata shocks)
+        external
+        onlyRole(RISK_ADMIN_ROLE)
+    {
+        _proposeParams(params, shocks);
+    }
+
+    /// @inheritdoc IMarginAccount
+    function activateRiskParams() external {
+        _activateParams();
+    }
+
+    /// @inheritdoc IMarginAccount
+    function accrueFunding(uint256 asset, int256 delta) external onlyRole(FUNDING_ROLE) {
+        RiskParams memory rp = _coreParams();
+        if (asset >= rp.weights.length) revert UnknownAsset(asset);
+        uint256 maxDelta = OracleLib.priceWad(rp.oracles[asset]).mulWadDown(MAX_FUNDING_STEP);
+        if (delta.abs() > maxDelta) revert FundingStepTooLarge(asset, delta, maxDelta);
+        int128 index = (int256(fundingIndex[asset]) + delta).toInt128();
+        fundingIndex[asset] = index;
+        emit FundingAccrued(asset, delta, index);
+    }
+
+    // ================================================================== deposits and withdrawals
+
+    /// @inheritdoc IMarginAccount
+    function depositCash(address account, uint256 amount) external nonReentrant {
+        uint256 wad = _pull(quoteToken, amount) * quoteScale;
+        Header memory h = _settleLoss(account);
+        _addCash(h, int256(wad));
+        _storeHeader(account, h);
+        emit CashDeposited(account, msg.sender, wad);
+    }
+
+    /// @inheritdoc IMarginAccount
+    function withdrawCash(uint256 amount, address to) external nonReentrant {
+        if (amount == 0) revert ZeroAmount();
+        uint256 wad = amount * quoteScale;
+        Header memory h = _settleLoss(msg.sender);
+        if (h.cash < int256(wad)) revert InsufficientCash(msg.sender, h.cash, wad);
+        _addCash(h, -int256(wad));
+        _storeHeader(msg.sender, h);
+        emit CashWithdrawn(msg.sender, to, wad);
+        _requireInitialMargin(msg.sender);
+        quoteToken.safeTransfer(to, amount);
+    }
+
+    /// @inheritdoc IMarginAccount
+    function depositCollateral(address account, uint256 asset, uint256 amount) external nonReentrant {
+        if (asset >= _coreParams().weights.length) revert UnknownAsset(asset);
+        Asset memory a = _assets[asset];
+        uint256 wad = _pull(a.token, amount) * a.scale;
+        Header memory h = _loadHeader(account);
+        Position memory p = _positions[account][asset];
+        uint256 collateral = p.collateral + wad;
+        if (collateral > MAX_UNITS) revert AmountTooLarge(collateral, MAX_UNITS);
+        p.collateral = uint128(collateral);
+        _storePosition(account, h, asset, p);
+        _storeHeader(account, h);
+        emit CollateralDeposited(account, asset, msg.sender, wad);
+    }
+
+    /// @inheritdoc IMarginAccount
+    function withdrawCollateral(uint256 asset, uint256 amount, address to) external nonReentrant {
+        if (amount == 0) revert ZeroAmount();
+        if (asset >= _assets.length) revert UnknownAsset(asset);
+        Asset memory a = _assets[asset];
+        uint256 wad = amount * a.scale;
+        Header memory h = _loadHeader(msg.sender);
+        Position memory p = _positions[msg.sender][asset];
+        if (p.collateral < wad) revert InsufficientCollateral(msg.sender, asset, p.collateral, wad);
+        p.collateral -= uint128(wad);
+        _storePosition(msg.sender, h, asset, p);
+        _storeHeader(msg.sender, h);
+        emit CollateralWithdrawn(msg.sender, asset, to, wad);
+        _requireInitialMargin(msg.sender);
+        a.token.safeTransfer(to, amount);
+    }
+
+    /// @inheritdoc IMarginAccount
+    function depositInsurance(uint256 amount) external nonReentrant {
+        uint256 wad = _pull(quoteToken, amount) * quoteScale;
+        insuranceFund += int256(wad);
+        emit InsuranceDeposited(msg.sender, wad);
+    }
+
+    // ================================================================== trading
+
+    /// @inheritdoc IMarginAccount
+    function setOperator(address operator, bool approved) external {
+        isOperator[msg.sender][operator] = approved;
+        emit OperatorSet(msg.sender, operator, approved);
+    }
+
+    /// @inheritdoc IMarginAccount
+    function settleTrade(Trade calldata t) external onlyRole(MATCHER_ROLE) nonReentrant {
+        if (!isOperator[t.buyer][msg.sender]) revert NotOperator(t.buyer, msg.sender);
+        if (!isOperator[t.seller][msg.sender]) revert NotOperator(t.seller, msg.sender);
+        if (t.buyer == t.seller) revert SelfTrade(t.buyer);
+        if (t.size == 0) revert ZeroAmount();
+        RiskParams memory rp = _coreParams();
+        if (t.asset >= rp.weights.length) revert UnknownAsset(t.asset);
+        uint256 oraclePrice = OracleLib.priceWad(rp.oracles[t.asset]);
+        uint256 gap = t.price > oraclePrice ? t.price - oraclePrice : oraclePrice - t.price;
+        if (gap > oraclePrice.mulWadDown(TRADE_BAND)) {
+            revert PriceOutsideBand(t.asset, t.price, oraclePrice);
+        }
+        int256 notional = int256(uint256(t.size).mulWadDown(t.price));
+        (Position memory buyerBefore, int256 buyerCash) = _applyTrade(t.buyer, t.asset, int256(uint256(t.size)), notional);
+        (Position memory sellerBefore, int256 sellerCash) =
+            _applyTrade(t.seller, t.asset, -int256(uint256(t.size)), -notional);
+        emit TradeSettled(t.buyer, t.seller, t.asset, t.size, t.price, uint256(notional));
+        int256[] memory shocks = _shocks();
+        _checkTrade(t.buyer, rp, shocks, t.asset, oraclePrice, buyerBefore, buyerCash);
+        _checkTrade(t.seller, rp, shocks, t.asset, oraclePrice, sellerBefore, sellerCash);
+    }
+
+    /// @dev Settles funding and loss, then moves the position by (`size`, `notional`). Returns the settled
+    /// position and cash before the trade.
+    function _applyTrade(address account, uint256 asset, int256 size, int256 notional)
+        private
+        returns (Position memory before, int256 cashBefore)
+    {
+        Header memory h = _settleLoss(account);
+        Position memory p = _positions[account][asset];
+        _settleFunding(account, h, asset, p);
+        (before, cashBefore) = (p, h.cash);
+        int256 newSize = p.size + size;
+        if (newSize.abs() > MAX_UNITS) revert AmountTooLarge(newSize.abs(), MAX_UNITS);
+        Position memory q = Position(p.collateral, newSize.toInt128(), (p.costBasis + notional).toInt128(), p.fundingSnapshot);
+        _realise(h, q);
+        _storePosition(account, h, asset, q);
+        _storeHeader(account, h);
+    }
+
+    /// @dev After a trade an account must have E >= IM, or have strictly lowered MM without lowering E.
+    function _checkTrade(
+        address account,
+        RiskParams memory rp,
+        int256[] memory shocks,
+        uint256 asset,
+        uint256 price,
+        Position memory before,
+        int256 cashBefore
+    ) private view {
+        Book memory b = _loadBook(account, rp);
+        b.price[asset] = price;
+        b.funding[asset] = fundingIndex[asset];
+        Margin memory m = _margin(b, rp, shocks);
+        if (m.equity >= int256(m.initial)) return;
+        b.pos[asset] = before;
+        b.cash = cashBefore;
+        b.mask |= 1 << asset;
+        Margin memory old = _margin(b, rp, shocks);
+        if (m.maintenance >= old.maintenance || m.equity < old.equity) {
+            revert BelowInitialMargin(account, m.equity, m.initial);
+        }
+    }
+
+    // ================================================================== liquidation
+
+    /// @inheritdoc IMarginAccount
+    function liquidate(address victim, uint256 fraction, Witness calldata witness)
+        external
+        nonReentrant
+        returns (uint256 taken)
+    {
+        if (victim == msg.sender) revert SelfLiquidation(victim);
+        if (fraction == 0) revert ZeroFraction();
+        RiskParams memory rp = _coreParams();
+        Book memory b = _loadBook(victim, rp);
+        int256 equity = _equity(b);
+        uint256 requirement = _witnessed(b, rp, witness);
+        if (equity >= int256(requirement)) revert NotLiquidatable(victim, equity, requirement);
+        uint256 maxFraction =
+            LiquidationMath.maxFraction(equity, requirement, rp.penalty, rp.targetHealth, rp.closeFactor, rp.dust);
+        taken = fraction < maxFraction ? fraction : maxFraction;
+        uint256 penalty = LiquidationMath.penaltyFor(rp.penalty, taken, requirement);
+        uint256 toFund = penalty.mulWadDown(rp.insuranceShare);
+
+        int256 value = _moveSlice(victim, msg.sender, taken, b);
+        Header memory hv = _settleLoss(victim);
+        _addCash(hv, value - int256(penalty));
+        if (taken == WadMath.WAD) _closeInsolvent(victim, hv);
+        _storeHeader(victim, hv);
+        Header memory hl = _settleLoss(msg.sender);
+        _addCash(hl, -(value - int256(penalty) + int256(toFund)));
+        _storeHeader(msg.sender, hl);
+        insuranceFund += int256(toFund);
+        emit Liquidated(
+            victim, msg.sender, witness.kind, witness.scenario, taken, requirement, value, penalty, toFund
+        );
+        _requireInitialMargin(msg.sender);
+    }
+
+    /// @dev Moves fraction `f` of every collateral balance and perp (with its cost basis) from `victim` to
+    /// `to`, funding settled first on both sides. Returns the slice's mark-to-market value (USD WAD, down).
+    function _moveSlice(address victim, address to, uint256 f, Book memory b) private returns (int256) {
+        int256 raw;
+        Header memory hv = _settleLoss(victim);
+        Header memory ht = _settleLoss(to);
+        for (uint256 i; i < b.pos.length; ++i) {
+            if (b.mask & (1 << i) == 0) continue;
+            Position memory pv = _positions[victim][i];
+            _settleFunding(victim, hv, i, pv);
+            // toward zero: the victim never gives more than f of anything
+            uint256 db = f == WadMath.WAD ? pv.collateral : uint256(pv.collateral).mulWadDown(f);
+            int256 dq = f == WadMath.WAD ? int256(pv.size) : (int256(pv.size) * int256(f)).divWadToZero();
+            int256 dk = f == WadMath.WAD ? int256(pv.costBasis) : (int256(pv.costBasis) * int256(f)).divWadToZero();
+            raw += (int256(db) + dq) * int256(b.price[i]) - dk * WadMath.IWAD;
+            pv.collateral -= uint128(db);
+            pv.size -= int128(dq);
+            pv.costBasis -= int128(dk);
+            _realise(hv, pv);
+            _storePosition(victim, hv, i, pv);
+
+            Position memory pt = _positions[to][i];
+            _settleFunding(to, ht, i, pt);
+            uint256 collateral = pt.collateral + db;
+            int256 size = pt.size + dq;
+            if (collateral > MAX_UNITS || size.abs() > MAX_UNITS) revert AmountTooLarge(collateral, MAX_UNITS);
+            pt.collateral = uint128(collateral);
+            pt.size = size.toInt128();
+            pt.costBasis = (pt.costBasis + dk).toInt128();
+            _realise(ht, pt);
+            _storePosition(to, ht, i, pt);
+        }
+        _storeHeader(victim, hv);
+        _storeHeader(to, ht);
+        return raw.divWadDown();
+    }
+
+    /// @dev A fully closed account with negative cash: the insurance fund pays first, then the rest is
+    /// socialised over positive cash balances, then recorded as unbacked.
+    function _closeInsolvent(address victim, Header memory h) private {
+        if (h.cash >= 0) return;
+        uint256 deficit = uint256(-int256(h.cash));
+        uint256 covered = insuranceFund > 0 ? uint256(insuranceFund) : 0;
+        if (covered > deficit) covered = deficit;
+        uint256 rest = deficit - covered;
+        uint256 socialized = rest < totalPositiveCash ? rest : totalPositiveCash;
+        if (socialized > 0) {
+            uint256 step = (socialized * WadMath.WAD).divUp(totalPositiveCash);
+            lossIndex += step > WadMath.WAD ? WadMath.WAD : step;
+        }
+        insuranceFund -= int256(covered);
+        lossPending += int256(socialized);
+        unbackedDebt += rest - socialized;
+        h.cash = 0;
+        h.lossSnapshot = lossIndex.toUint112();
+        emit BadDebt(victim, covered, socialized, rest - socialized, lossIndex);
+    }
+
+    // ================================================================== views
+
+    /// @inheritdoc IMarginAccount
+    function marginOf(address account) external view returns (Margin memory) {
+        RiskParams memory rp = _coreParams();
+        return _margin(_loadBook(account, rp), rp, _shocks());
+    }
+
+    /// @inheritdoc IMarginAccount
+    function accountState(address account) external view returns (AccountState memory s) {
+        Header memory h = _headers[account];
+        uint256 n = _assets.length;
+        (s.cash, s.lossSnapshot) = (h.cash, h.lossSnapshot);
+        s.collateral = new uint256[](n);
+        s.size = new int256[](n);
+        s.costBasis = new int256[](n);
+        s.fundingSnapshot = new int256[](n);
+        for (uint256 i; i < n; ++i) {
+            if (h.mask & (1 << i) == 0) continue;
+            Position memory p = _positions[account][i];
+            (s.collateral[i], s.size[i], s.costBasis[i], s.fundingSnapshot[i]) =
+                (p.collateral, p.size, p.costBasis, p.fundingSnapshot);
+        }
+    }
+
+    /// @inheritdoc IMarginAccount
+    function riskParams() external view returns (RiskParams memory, int256[] memory) {
+        return _readParams(_paramsCore, _paramsShocks);
+    }
+
+    /// @notice The pending update, if any, and when it may be activated.
+    function pendingRiskParams() external view returns (RiskParams memory, int256[] memory, uint256 activatesAt) {
+        (RiskParams memory p, int256[] memory s) = _readParams(_pendingCore, _pendingShocks);
+        return (p, s, _pendingAt);
+    }
+
+    /// @inheritdoc IMarginAccount
+    function prices() external view returns (uint256[] memory p) {
+        RiskParams memory rp = _coreParams();
+        p = new uint256[](rp.weights.length);
+        for (uint256 i; i < p.length; ++i) {
+            p[i] = OracleLib.priceWad(rp.oracles[i]);
+        }
+    }
+
+    /// @inheritdoc IMarginAccount
+    function numAssets() external view returns (uint256) {
+        return _assets.length;
+    }
+
+    /// @notice The token of asset `asset` and its scale (10 ** (18 - decimals)).
+    function assetToken(uint256 asset) external view returns (address token, uint256 scale) {
+        Asset memory a = _assets[asset];
+        return (address(a.token), a.scale);
+    }
+
+    // ================================================================== internals
+
+    function _numAssets() internal view override returns (uint256) {
+        return _assets.length;
+    }
+
+    function _loadHeader(address account) internal view override returns (Header memory) {
+        return _headers[account];
+    }
+
+    function _loadPosition(address account, uint256 asset) internal view override returns (Position memory) {
+        return _positions[account][asset];
+    }
+
+    /// @dev Full margin check after a withdrawal or liquidation: E >= IM.
+    function _requireInitialMargin(address account) private view {
+        Header memory h = _headers[account];
+        if (h.mask == 0 && h.cash >= 0) return; // cash only: IM = 0 <= E
+        RiskParams memory rp = _coreParams();
+        Margin memory m = _margin(_loadBook(account, rp), rp, _shocks());
+        if (m.equity < int256(m.initial)) revert BelowInitialMargin(account, m.equity, m.initial);
+    }
+
+    /// @dev Pulls `amount` token units and returns what actually arrived (fee-on-transfer tokens are credited
+    /// exactly what the contract received).
+    function _pull(IERC20 token, uint256 amount) private returns (uint256 received) {
+        if (amount == 0) revert ZeroAmount();
+        uint256 before = token.balanceOf(address(this));
+        token.safeTransferFrom(msg.sender, address(this), amount);
+        received = token.balanceOf(address(this)) - before;
+        if (received == 0) revert ZeroAmount();
+    }
+
+    /// @dev Charges the pending socialised loss to the account's cash.
+    function _settleLoss(address account) private returns (Header memory h) {
+        h = _headers[account];
+        uint256 charge = _lossCharge(h);
+        h.lossSnapshot = lossIndex.toUint112();
+        if (charge == 0) return h;
+        _addCash(h, -int256(charge));
+        lossPending -= int256(charge);
+        emit LossCharged(account, charge);
+    }
+
+    /// @dev Settles funding of one position into cash (rounded up against the account) and the pool.
+    function _settleFunding(address account, Header memory h, uint256 asset, Position memory p) private {
+        int256 index = fundingIndex[asset];
+        if (p.fundingSnapshot == index) return;
+        int256 owed = (int256(p.size) * (index - p.fundingSnapshot)).divWadUp();
+        p.fundingSnapshot = int128(index);
+        if (owed == 0) return;
+        _addCash(h, -owed);
+        fundingPool += owed;
+        emit FundingSettled(account, asset, owed);
+    }
+
+    /// @dev A closed perp realises its cost basis into cash.
+    function _realise(Header memory h, Position memory p) private {
+        if (p.size != 0 || p.costBasis == 0) return;
+        _addCash(h, -int256(p.costBasis));
+        p.costBasis = 0;
+    }
+
+    function _addCash(Header memory h, int256 delta) private {
+        int256 old = h.cash;
+        int256 cash = old + delta;
+        h.cash = cash.toInt128();
+        uint256 total = totalPositiveCash;
+        if (old > 0) total -= uint256(old);
+        if (cash > 0) total += uint256(cash);
+        totalPositiveCash = total;
+    }
+
+    function _storeHeader(address account, Header memory h) private {
+        Header storage s = _headers[account];
+        if (s.cash != h.cash || s.lossSnapshot != h.lossSnapshot) emit CashUpdated(account, h.cash, h.lossSnapshot);
+        _headers[account] = h;
+    }
+
+    function _storePosition(address account, Header memory h, uint256 asset, Position memory p) private {
+        _positions[account][asset] = p;
+        if (p.collateral != 0 || p.size != 0 || p.costBasis != 0) h.mask |= uint16(1 << asset);
+        else h.mask &= ~uint16(1 << asset);
+        emit PositionUpdated(account, asset, p.collateral, p.size, p.costBasis, p.fundingSnapshot);
+    }
+}

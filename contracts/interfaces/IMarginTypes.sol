@@ -1,0 +1,115 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+/// @notice Shared types of the margin protocol. Amounts are WAD (1e18) fixed point unless stated.
+
+/// @notice How a liquidator proves `E < MM`: one component of MM that already exceeds equity.
+enum WitnessKind {
+    VaR,
+    Floor,
+    Scenario
+}
+
+/// @param kind     which component is recomputed on-chain
+/// @param scenario the stress-scenario index, when `kind == Scenario` (ignored otherwise)
+struct Witness {
+    WitnessKind kind;
+    uint8 scenario;
+}
+
+/// @notice A price feed and the bounds inside which its answer is trusted.
+/// @param feed       Chainlink AggregatorV3Interface
+/// @param heartbeat  seconds after which an answer is stale
+/// @param decimals   the feed's `decimals()` (<= 18), cached
+/// @param minAnswer  answers <= this are at the circuit-breaker floor and refused (feed units)
+/// @param maxAnswer  answers >= this are at the circuit-breaker ceiling and refused (feed units)
+struct OracleConfig {
+    address feed;
+    uint32 heartbeat;
+    uint8 decimals;
+    int256 minAnswer;
+    int256 maxAnswer;
+}
+
+/// @notice Every risk parameter except the stress scenarios (stored apart: they are the bulk).
+/// `n = weights.length` assets are margined; asset ids `0..n-1`.
+/// @param z              VaR confidence multiplier (WAD, e.g. 2.33e18 ~ 99%)
+/// @param imFactor       IM = MM * imFactor (WAD, >= 1e18)
+/// @param gamma          anti-netting floor share (WAD)
+/// @param penalty        liquidation penalty pi, a share of the witnessed requirement (WAD)
+/// @param insuranceShare share of the penalty paid to the insurance fund (WAD)
+/// @param closeFactor    largest fraction of a book one liquidation may take (WAD)
+/// @param targetHealth   health h* that liquidation sizing restores (WAD, > 1e18)
+/// @param dust           requirement (USD WAD) under which the rest of a book is closed in full
+/// @param weights        floor weight per asset (WAD)
+/// @param chol           lower-triangular Cholesky factor L of the horizon return covariance, row-major,
+///                       n(n+1)/2 entries, L[i][j] at i*(i+1)/2 + j (WAD)
+/// @param oracles        price feed per asset
+struct RiskParams {
+    uint256 z;
+    uint256 imFactor;
+    uint256 gamma;
+    uint256 penalty;
+    uint256 insuranceShare;
+    uint256 closeFactor;
+    uint256 targetHealth;
+    uint256 dust;
+    uint256[] weights;
+    int256[] chol;
+    OracleConfig[] oracles;
+}
+
+/// @notice One account's margin breakdown (USD WAD). Requirements round up, equity rounds down.
+struct Margin {
+    int256 equity;
+    uint256 valueAtRisk;
+    uint256 stress;
+    uint256 worstScenario;
+    uint256 floor;
+    uint256 maintenance;
+    uint256 initial;
+}
+
+/// @notice One account's raw ledger state, as stored.
+/// @param cash          signed USD (WAD), before any pending socialised-loss charge
+/// @param lossSnapshot  the loss index at the account's last settlement (WAD)
+/// @param collateral    units (WAD) per asset
+/// @param size          signed perp units (WAD) per asset
+/// @param costBasis     signed USD (WAD) per asset
+/// @param fundingSnapshot funding index (USD WAD per unit) at the last settlement, per asset
+struct AccountState {
+    int256 cash;
+    uint256 lossSnapshot;
+    uint256[] collateral;
+    int256[] size;
+    int256[] costBasis;
+    int256[] fundingSnapshot;
+}
+
+/// @notice A bilateral perp trade settled by a matcher. The buyer goes long `size` at `price`.
+/// @param size  units (WAD), > 0
+/// @param price USD per unit (WAD)
+struct Trade {
+    address buyer;
+    address seller;
+    uint8 asset;
+    uint128 size;
+    uint128 price;
+}
+
+/// @notice What a keeper may do with an account now (from `previewLiquidation`).
+/// @param liquidatable  E < MM
+/// @param witness       the component to pass (the largest one, which pays most)
+/// @param requirement   the witnessed requirement R_w (USD WAD)
+/// @param maxFraction   the largest fraction one liquidation may take now (WAD)
+/// @param penalty       the penalty at `maxFraction` (USD WAD)
+/// @param ok            false when the account could not be priced (oracle failure)
+struct LiquidationPreview {
+    bool ok;
+    bool liquidatable;
+    Witness witness;
+    Margin margin;
+    uint256 requirement;
+    uint256 maxFraction;
+    uint256 penalty;
+}
