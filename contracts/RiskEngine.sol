@@ -6,8 +6,8 @@ import {RiskParams, Margin, Witness, WitnessKind} from "./interfaces/IMarginType
 import {Blob} from "./libraries/Blob.sol";
 import {OracleLib} from "./libraries/OracleLib.sol";
 import {RiskMath} from "./libraries/RiskMath.sol";
-import {RiskParamsLib} from "./libraries/RiskParamsLib.sol";
 import {WadMath} from "./libraries/WadMath.sol";
+import {RiskParamsValidator} from "./RiskParamsValidator.sol";
 
 /// @title Risk engine: risk parameters (code-as-storage, bounded and delayed updates), prices, and the
 /// margin of one account computed from the ledger state
@@ -46,6 +46,8 @@ abstract contract RiskEngine is IMarginErrors, IMarginEvents {
 
     /// @notice Delay (seconds) between proposing risk parameters and their taking effect.
     uint256 public immutable riskParamsDelay;
+    /// @notice Checks bounds and step sizes of proposed parameters
+    RiskParamsValidator public immutable validator;
 
     address internal _paramsCore;
     address internal _paramsShocks;
@@ -60,6 +62,7 @@ abstract contract RiskEngine is IMarginErrors, IMarginEvents {
 
     constructor(uint256 delay) {
         riskParamsDelay = delay;
+        validator = new RiskParamsValidator();
     }
 
     function _numAssets() internal view virtual returns (uint256);
@@ -69,7 +72,7 @@ abstract contract RiskEngine is IMarginErrors, IMarginEvents {
     // ------------------------------------------------------------------ parameters
 
     function _proposeParams(RiskParams calldata p, int256[] calldata shocks) internal {
-        RiskParamsLib.validate(p, shocks, _numAssets());
+        validator.validate(p, shocks, _numAssets());
         address core = Blob.write(abi.encode(p));
         address shocksPtr = Blob.write(abi.encode(shocks));
         if (_paramsCore == address(0)) {
@@ -80,7 +83,7 @@ abstract contract RiskEngine is IMarginErrors, IMarginEvents {
             return;
         }
         (RiskParams memory old, int256[] memory oldShocks) = _readParams(_paramsCore, _paramsShocks);
-        RiskParamsLib.checkStep(old, oldShocks, p, shocks);
+        validator.checkStep(old, oldShocks, p, shocks);
         uint256 at = block.timestamp + riskParamsDelay;
         (_pendingCore, _pendingAt, _pendingShocks) = (core, uint64(at), shocksPtr);
         emit RiskParamsProposed(core, shocksPtr, at);

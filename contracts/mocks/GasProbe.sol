@@ -1,0 +1,13 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+/// @notice Measures the execution gas of one call (used through eth_call by scripts/gas_report.py).
+/// A reverting call is measured up to its revert: a `liquidate` of a healthy account stops right after the
+/// witness check, so its gas is the cost of loading the account and verifying one component.
+contract GasProbe {
+    function measure(address target, bytes calldata data) external returns (uint256 used, bool ok, bytes memory ret) {
+        uint256 start = gasleft();
+        (ok, ret) = target.call(data);
+        used = start - gasleft();
+    }
+}

@@ -1,0 +1,1 @@
+"""The netting engine: pure functions of arrays and integers, no I/O."""

@@ -1,0 +1,150 @@
+"""Exact integer mirror of the on-chain risk engine for one account (contracts/RiskEngine.sol).
+
+Same formulas, same rounding: requirements round up, equity rounds down. The chain and this module must
+agree to the wei.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from keeper.engine.fixedpoint import (
+    WAD,
+    div_up,
+    div_wad_away,
+    div_wad_down,
+    mul_wad_down,
+    mul_wad_up,
+    sqrt_up,
+)
+from keeper.engine.params import RiskParams
+
+
+@dataclass(frozen=True)
+class Portfolio:
+    """One account's state, all WAD: cash (USD, after any pending loss charge), collateral units,
+    signed perp units, cost basis (USD) and funding owed raw (size * (F - f), WAD^2) per asset."""
+
+    cash: int
+    collateral: tuple[int, ...]
+    size: tuple[int, ...]
+    cost_basis: tuple[int, ...]
+    funding_owed_raw: tuple[int, ...] | None = None
+
+    @staticmethod
+    def of(
+        cash: int = 0,
+        collateral: Sequence[int] = (),
+        size: Sequence[int] = (),
+        cost_basis: Sequence[int] = (),
+        n: int | None = None,
+    ) -> Portfolio:
+        n = n if n is not None else max(len(collateral), len(size), len(cost_basis))
+
+        def pad(v: Sequence[int]) -> tuple[int, ...]:
+            return tuple(v) + (0,) * (n - len(v))
+
+        return Portfolio(cash, pad(collateral), pad(size), pad(cost_basis))
+
+
+@dataclass(frozen=True)
+class Margin:
+    equity: int
+    value_at_risk: int
+    stress: int
+    worst_scenario: int
+    floor: int
+    maintenance: int
+    initial: int
+
+
+def equity(p: Portfolio, prices: Sequence[int]) -> int:
+    raw = p.cash * WAD
+    for i, price in enumerate(prices):
+        raw += (p.collateral[i] + p.size[i]) * price - p.cost_basis[i] * WAD
+        if p.funding_owed_raw is not None:
+            raw -= p.funding_owed_raw[i]
+    return div_wad_down(raw)
+
+
+def exposures(p: Portfolio, prices: Sequence[int]) -> list[int]:
+    return [div_wad_away((p.collateral[i] + p.size[i]) * price) for i, price in enumerate(prices)]
+
+
+def value_at_risk(e: Sequence[int], rp: RiskParams) -> int:
+    n = len(e)
+    sum_sq = 0
+    for j in range(n):
+        y = sum(rp.chol[i * (i + 1) // 2 + j] * e[i] for i in range(j, n))
+        a = div_up(abs(y), WAD)
+        sum_sq += a * a
+    return mul_wad_up(rp.z, sqrt_up(sum_sq))
+
+
+def scenario_loss(e: Sequence[int], shock: Sequence[int]) -> int:
+    pnl = sum(ei * si for ei, si in zip(e, shock, strict=True))
+    return 0 if pnl >= 0 else div_up(-pnl, WAD)
+
+
+def stress(e: Sequence[int], rp: RiskParams) -> tuple[int, int]:
+    worst, index = 0, 0
+    for s, shock in enumerate(rp.shocks):
+        loss = scenario_loss(e, shock)
+        if loss > worst:
+            worst, index = loss, s
+    return worst, index
+
+
+def anti_netting_floor(p: Portfolio, prices: Sequence[int], rp: RiskParams) -> int:
+    acc = 0
+    for i, price in enumerate(prices):
+        gross = div_up((p.collateral[i] + abs(p.size[i])) * price, WAD)
+        acc += rp.weights[i] * gross
+    return mul_wad_up(div_up(acc, WAD), rp.gamma)
+
+
+def margin(p: Portfolio, prices: Sequence[int], rp: RiskParams) -> Margin:
+    eq = equity(p, prices)
+    if not any(p.collateral) and not any(p.size) and not any(p.cost_basis):
+        return Margin(eq, 0, 0, 0, 0, 0, 0)
+    e = exposures(p, prices)
+    var = value_at_risk(e, rp)
+    st, worst = stress(e, rp)
+    fl = anti_netting_floor(p, prices, rp)
+    mm = max(var, st, fl)
+    return Margin(eq, var, st, worst, fl, mm, mul_wad_up(mm, rp.im_factor))
+
+
+def isolated_maintenance(p: Portfolio, prices: Sequence[int], rp: RiskParams) -> int:
+    """Sum of the MM of each collateral balance and each perp position margined alone."""
+    n = len(prices)
+    total = 0
+    for i in range(n):
+        for leg in (
+            Portfolio.of(collateral=[p.collateral[i] if k == i else 0 for k in range(n)], n=n),
+            Portfolio.of(size=[p.size[i] if k == i else 0 for k in range(n)], n=n),
+        ):
+            if any(leg.collateral) or any(leg.size):
+                total += margin(leg, prices, rp).maintenance
+    return total
+
+
+def max_fraction(eq: int, requirement: int, rp: RiskParams) -> int:
+    """Largest fraction (WAD) one liquidation may take (contracts/libraries/LiquidationMath.sol)."""
+    if eq <= 0 or requirement == 0:
+        return WAD
+    health = eq * WAD // requirement
+    if health <= rp.penalty:
+        return WAD
+    f = div_up((rp.target_health - health) * WAD, rp.target_health - rp.penalty)
+    f = min(f, rp.close_factor)
+    if f >= WAD:
+        return WAD
+    if mul_wad_down(WAD - f, requirement) < rp.dust:
+        return WAD
+    return f
+
+
+def penalty_for(fraction: int, requirement: int, rp: RiskParams) -> int:
+    return mul_wad_down(mul_wad_down(rp.penalty, fraction), requirement)

@@ -1,0 +1,107 @@
+"""`make gas`: gas of each margin operation at 1, 4, 8, 16 assets and 8, 16, 32 scenarios -> reports/gas.json.
+
+What is measured (on anvil, through ape):
+  margin    execution gas of `marginOf` (the full check: every price, every component), measured by
+            contracts/mocks/GasProbe.sol inside an eth_call, all storage cold
+  witness   execution gas of a `liquidate` call on a healthy account, which stops right after loading the
+            account and verifying the VaR component (the dearest witness; Floor and Scenario are cheaper)
+  trade     transaction gas (receipt gasUsed) of `settleTrade` between two accounts holding every asset
+  withdraw  transaction gas of `withdrawCash` from an account holding every asset (full IM check)
+  liquidate transaction gas of `liquidate` (0.5 of the book, VaR witness) of an account holding collateral
+            and a perp in every asset
+Transaction figures include the 21,000 intrinsic gas; probe figures do not.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from keeper.engine.fixedpoint import WAD
+from keeper.engine.params import build_params
+from sim.deployment import AssetSpec, Stack, authorise, deploy_stack, fund_cash, fund_collateral, trade
+
+OUT = Path("reports/gas.json")
+ASSET_COUNTS = (1, 4, 8, 16)
+SCENARIO_COUNTS = (8, 16, 32)
+DECIMALS = (18, 8, 6)
+
+
+def assets(n: int) -> list[AssetSpec]:
+    return [AssetSpec(f"A{i}", DECIMALS[i % 3], 100.0 * (i + 1), 0.05) for i in range(n)]
+
+
+def shocks(n: int, s: int) -> list[list[float]]:
+    # scenario k moves asset i by a distinct return in [-0.3, 0.3]
+    return [[((k * 7 + i * 3) % 13 - 6) / 20 for i in range(n)] for k in range(s)]
+
+
+def setup(accounts: Any, n: int, s: int) -> tuple[Stack, Any, Any, Any]:
+    corr = [[1.0 if i == j else 0.3 for j in range(n)] for i in range(n)]
+    specs = assets(n)
+    params = build_params([a.vol for a in specs], corr, shocks(n, s))
+    stack = deploy_stack(accounts[0], specs, params)
+    maker, victim, liquidator = accounts[1], accounts[2], accounts[3]
+    for a in (maker, victim, liquidator):
+        authorise(stack, a)
+    fund_cash(stack, maker, 100_000_000)
+    fund_cash(stack, liquidator, 100_000_000)
+    fund_cash(stack, victim, 10 * 10 * sum(a.price for a in specs))  # ~1.7x the worst stress loss
+    for i in range(n):
+        fund_collateral(stack, victim, i, 10)
+        fund_collateral(stack, maker, i, 1)
+        trade(stack, victim, maker, i, 10)
+    return stack, maker, victim, liquidator
+
+
+def probe(probe_contract: Any, target: Any, data: bytes) -> int:
+    used, _ok, _ret = probe_contract.measure.call(target.address, data)
+    return int(used)
+
+
+def measure(accounts: Any, project: Any, chain: Any, n: int, s: int) -> list[dict[str, Any]]:
+    stack, maker, victim, liquidator = setup(accounts, n, s)
+    gas_probe = project.GasProbe.deploy(sender=accounts[0])
+    m = stack.margin
+    out: dict[str, int] = {}
+    out["margin"] = probe(gas_probe, m, m.marginOf.encode_input(victim.address))
+    out["witness"] = probe(gas_probe, m, m.liquidate.encode_input(victim.address, WAD, (0, 0)))
+    snap = chain.snapshot()
+    out["trade"] = trade(stack, maker, victim, 0, 1).gas_used
+    out["withdraw"] = m.withdrawCash(1_000_000, victim.address, sender=victim).gas_used
+    chain.restore(snap)
+    for step in range(1, 10):  # lower every price 5% at a time until the victim is liquidatable
+        for i in range(n):
+            stack.set_price(i, stack.assets[i].price * (1 - 0.05 * step))
+        if stack.lens.previewLiquidation(victim.address).liquidatable:
+            break
+    else:
+        raise SystemExit(f"gas report: victim not liquidatable at n={n}, s={s}")
+    receipt = m.liquidate(victim.address, WAD // 2, (0, 0), sender=liquidator)
+    out["liquidate"] = receipt.gas_used
+    chain.restore(snap)
+    return [{"op": op, "assets": n, "scenarios": s, "gas": int(g)} for op, g in out.items()]
+
+
+def main() -> int:
+    import ape
+    from ape.logging import LogLevel, logger
+
+    logger.set_level(LogLevel.WARNING)
+    rows: list[dict[str, Any]] = []
+    with ape.networks.parse_network_choice("ethereum:local:foundry"):
+        for n in ASSET_COUNTS:
+            for s in SCENARIO_COUNTS:
+                got = measure(ape.accounts.test_accounts, ape.project, ape.chain, n, s)
+                rows.extend(got)
+                print(" ".join(f"{r['op']}={r['gas']:,}" for r in got), f"(assets={n}, scenarios={s})", flush=True)
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(rows, indent=2) + "\n")
+    print(f"written: {OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

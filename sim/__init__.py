@@ -1,0 +1,1 @@
+"""Simulator: replays markets against a local chain with the production keeper in the loop."""
