@@ -27,6 +27,10 @@ FOUNDRY_BIN = $(ROOT)/node_modules/@foundry-rs/$(1)-linux-$(NPM_ARCH)/bin/$(1)
 PY_KEY := $(shell cat requirements.lock pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)$(shell for d in keeper sim; do [ -d $$d ] && printf -- "-%s" $$d; done; true)
 NODE_KEY := $(shell cat package-lock.json 2>/dev/null | sha256sum | cut -c1-16)
 PY_STAMP := $(VENV)/.stamp-py-$(PY_KEY)
+# ape's incremental compile can miss edited sources (seen: a changed periphery contract kept its old
+# artifact); a content hash of every contract forces a full `ape compile --force` whenever one changes.
+SOL_KEY := $(shell find contracts -name '*.sol' -not -path 'contracts/.cache/*' 2>/dev/null | sort | xargs cat 2>/dev/null | sha256sum | cut -c1-16)
+SOL_STAMP := $(ROOT)/.build/.stamp-sol-$(SOL_KEY)
 NODE_STAMP := $(ROOT)/node_modules/.stamp-node-$(NODE_KEY)
 
 SLITHER_FILTER := node_modules/|contracts/mocks/|contracts/\.cache/|tests/|test/
@@ -69,8 +73,12 @@ $(NODE_STAMP):
 	@touch $@
 
 # ------------------------------------------------------------------------------------------- build/test
-compile: setup
-	ape compile
+compile: setup $(SOL_STAMP)
+
+$(SOL_STAMP): | $(PY_STAMP) $(NODE_STAMP)
+	ape compile --force
+	@rm -f $(ROOT)/.build/.stamp-sol-*
+	@touch $@
 
 test: setup test-forge test-py
 
@@ -80,14 +88,14 @@ test-forge: setup
 	else echo "make test: no Solidity tests under tests/forge, skipping forge"; fi
 
 # pytest exit code 5 = "no tests collected": not a failure while the suite is being written.
-test-py: setup
+test-py: compile
 	@rc=0; pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests"; exit 0; fi; exit $$rc
 
-demo: setup
+demo: compile
 	python -m sim.demo
 
-gas: setup
+gas: compile
 	@mkdir -p reports
 	python scripts/gas_report.py
 

@@ -11,6 +11,7 @@ import {IMarginAccount} from "./interfaces/IMarginAccount.sol";
 import {RiskParams, Margin, AccountState, Trade, Witness} from "./interfaces/IMarginTypes.sol";
 import {LiquidationMath} from "./libraries/LiquidationMath.sol";
 import {OracleLib} from "./libraries/OracleLib.sol";
+import {Params, ParamsLib} from "./libraries/ParamsLib.sol";
 import {WadMath} from "./libraries/WadMath.sol";
 import {RiskEngine} from "./RiskEngine.sol";
 
@@ -101,9 +102,9 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
 
     /// @inheritdoc IMarginAccount
     function accrueFunding(uint256 asset, int256 delta) external onlyRole(FUNDING_ROLE) {
-        RiskParams memory rp = _coreParams();
-        if (asset >= rp.weights.length) revert UnknownAsset(asset);
-        uint256 maxDelta = OracleLib.priceWad(rp.oracles[asset]).mulWadDown(MAX_FUNDING_STEP);
+        Params rp = _current();
+        if (asset >= rp.n()) revert UnknownAsset(asset);
+        uint256 maxDelta = OracleLib.priceWad(rp, asset).mulWadDown(MAX_FUNDING_STEP);
         if (delta.abs() > maxDelta) revert FundingStepTooLarge(asset, delta, maxDelta);
         int128 index = (int256(fundingIndex[asset]) + delta).toInt128();
         fundingIndex[asset] = index;
@@ -136,7 +137,7 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
 
     /// @inheritdoc IMarginAccount
     function depositCollateral(address account, uint256 asset, uint256 amount) external nonReentrant {
-        if (asset >= _coreParams().weights.length) revert UnknownAsset(asset);
+        if (asset >= _current().n()) revert UnknownAsset(asset);
         Asset memory a = _assets[asset];
         uint256 wad = _pull(a.token, amount) * a.scale;
         Header memory h = _loadHeader(account);
@@ -187,9 +188,9 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
         if (!isOperator[t.seller][msg.sender]) revert NotOperator(t.seller, msg.sender);
         if (t.buyer == t.seller) revert SelfTrade(t.buyer);
         if (t.size == 0) revert ZeroAmount();
-        RiskParams memory rp = _coreParams();
-        if (t.asset >= rp.weights.length) revert UnknownAsset(t.asset);
-        uint256 oraclePrice = OracleLib.priceWad(rp.oracles[t.asset]);
+        Params rp = _current();
+        if (t.asset >= rp.n()) revert UnknownAsset(t.asset);
+        uint256 oraclePrice = OracleLib.priceWad(rp, t.asset);
         uint256 gap = t.price > oraclePrice ? t.price - oraclePrice : oraclePrice - t.price;
         if (gap > oraclePrice.mulWadDown(TRADE_BAND)) {
             revert PriceOutsideBand(t.asset, t.price, oraclePrice);
@@ -199,9 +200,8 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
         (Position memory sellerBefore, int256 sellerCash) =
             _applyTrade(t.seller, t.asset, -int256(uint256(t.size)), -notional);
         emit TradeSettled(t.buyer, t.seller, t.asset, t.size, t.price, uint256(notional));
-        int256[] memory shocks = _shocks();
-        _checkTrade(t.buyer, rp, shocks, t.asset, oraclePrice, buyerBefore, buyerCash);
-        _checkTrade(t.seller, rp, shocks, t.asset, oraclePrice, sellerBefore, sellerCash);
+        _checkTrade(t.buyer, rp, t.asset, oraclePrice, buyerBefore, buyerCash);
+        _checkTrade(t.seller, rp, t.asset, oraclePrice, sellerBefore, sellerCash);
     }
 
     /// @dev Settles funding and loss, then moves the position by (`size`, `notional`). Returns the settled
@@ -225,8 +225,7 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
     /// @dev After a trade an account must have E >= IM, or have strictly lowered MM without lowering E.
     function _checkTrade(
         address account,
-        RiskParams memory rp,
-        int256[] memory shocks,
+        Params rp,
         uint256 asset,
         uint256 price,
         Position memory before,
@@ -235,12 +234,12 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
         Book memory b = _loadBook(account, rp);
         b.price[asset] = price;
         b.funding[asset] = fundingIndex[asset];
-        Margin memory m = _margin(b, rp, shocks);
+        Margin memory m = _margin(b, rp);
         if (m.equity >= int256(m.initial)) return;
         b.pos[asset] = before;
         b.cash = cashBefore;
         b.mask |= 1 << asset;
-        Margin memory old = _margin(b, rp, shocks);
+        Margin memory old = _margin(b, rp);
         if (m.maintenance >= old.maintenance || m.equity < old.equity) {
             revert BelowInitialMargin(account, m.equity, m.initial);
         }
@@ -256,16 +255,22 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
     {
         if (victim == msg.sender) revert SelfLiquidation(victim);
         if (fraction == 0) revert ZeroFraction();
-        RiskParams memory rp = _coreParams();
+        Params rp = _current();
         Book memory b = _loadBook(victim, rp);
         int256 equity = _equity(b);
         uint256 requirement = _witnessed(b, rp, witness);
         if (equity >= int256(requirement)) revert NotLiquidatable(victim, equity, requirement);
-        uint256 maxFraction =
-            LiquidationMath.maxFraction(equity, requirement, rp.penalty, rp.targetHealth, rp.closeFactor, rp.dust);
+        uint256 maxFraction = LiquidationMath.maxFraction(
+            equity,
+            requirement,
+            rp.word(ParamsLib.PENALTY),
+            rp.word(ParamsLib.TARGET_HEALTH),
+            rp.word(ParamsLib.CLOSE_FACTOR),
+            rp.word(ParamsLib.DUST)
+        );
         taken = fraction < maxFraction ? fraction : maxFraction;
-        uint256 penalty = LiquidationMath.penaltyFor(rp.penalty, taken, requirement);
-        uint256 toFund = penalty.mulWadDown(rp.insuranceShare);
+        uint256 penalty = LiquidationMath.penaltyFor(rp.word(ParamsLib.PENALTY), taken, requirement);
+        uint256 toFund = penalty.mulWadDown(rp.word(ParamsLib.INSURANCE_SHARE));
 
         int256 value = _moveSlice(victim, msg.sender, taken, b);
         Header memory hv = _settleLoss(victim);
@@ -279,7 +284,7 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
         emit Liquidated(
             victim, msg.sender, witness.kind, witness.scenario, taken, requirement, value, penalty, toFund
         );
-        _requireInitialMargin(msg.sender);
+        _requireInitialMargin(msg.sender, rp);
     }
 
     /// @dev Moves fraction `f` of every collateral balance and perp (with its cost basis) from `victim` to
@@ -344,8 +349,8 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
 
     /// @inheritdoc IMarginAccount
     function marginOf(address account) external view returns (Margin memory) {
-        RiskParams memory rp = _coreParams();
-        return _margin(_loadBook(account, rp), rp, _shocks());
+        Params rp = _current();
+        return _margin(_loadBook(account, rp), rp);
     }
 
     /// @inheritdoc IMarginAccount
@@ -366,22 +371,16 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
     }
 
     /// @inheritdoc IMarginAccount
-    function riskParams() external view returns (RiskParams memory, int256[] memory) {
-        return _readParams(_paramsCore, _paramsShocks);
-    }
-
-    /// @notice The pending update, if any, and when it may be activated.
-    function pendingRiskParams() external view returns (RiskParams memory, int256[] memory, uint256 activatesAt) {
-        (RiskParams memory p, int256[] memory s) = _readParams(_pendingCore, _pendingShocks);
-        return (p, s, _pendingAt);
+    function riskParamsBlobs() external view returns (address current, address pending, uint256 activatesAt) {
+        return (_params, _pending, _pendingAt);
     }
 
     /// @inheritdoc IMarginAccount
     function prices() external view returns (uint256[] memory p) {
-        RiskParams memory rp = _coreParams();
-        p = new uint256[](rp.weights.length);
+        Params rp = _current();
+        p = new uint256[](rp.n());
         for (uint256 i; i < p.length; ++i) {
-            p[i] = OracleLib.priceWad(rp.oracles[i]);
+            p[i] = OracleLib.priceWad(rp, i);
         }
     }
 
@@ -410,12 +409,15 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
         return _positions[account][asset];
     }
 
-    /// @dev Full margin check after a withdrawal or liquidation: E >= IM.
+    /// @dev Full margin check after a withdrawal: E >= IM.
     function _requireInitialMargin(address account) private view {
         Header memory h = _headers[account];
         if (h.mask == 0 && h.cash >= 0) return; // cash only: IM = 0 <= E
-        RiskParams memory rp = _coreParams();
-        Margin memory m = _margin(_loadBook(account, rp), rp, _shocks());
+        _requireInitialMargin(account, _current());
+    }
+
+    function _requireInitialMargin(address account, Params rp) private view {
+        Margin memory m = _margin(_loadBook(account, rp), rp);
         if (m.equity < int256(m.initial)) revert BelowInitialMargin(account, m.equity, m.initial);
     }
 

@@ -4,6 +4,7 @@ pragma solidity ^0.8.24;
 import {IMarginErrors, IMarginEvents} from "./interfaces/IMarginAccount.sol";
 import {RiskParams, Margin, Witness, WitnessKind} from "./interfaces/IMarginTypes.sol";
 import {Blob} from "./libraries/Blob.sol";
+import {Params, ParamsLib} from "./libraries/ParamsLib.sol";
 import {OracleLib} from "./libraries/OracleLib.sol";
 import {RiskMath} from "./libraries/RiskMath.sol";
 import {WadMath} from "./libraries/WadMath.sol";
@@ -49,11 +50,10 @@ abstract contract RiskEngine is IMarginErrors, IMarginEvents {
     /// @notice Checks bounds and step sizes of proposed parameters
     RiskParamsValidator public immutable validator;
 
-    address internal _paramsCore;
-    address internal _paramsShocks;
-    address internal _pendingCore;
+    /// @dev current and pending parameter blobs (ParamsLib layout), and when the pending one may activate
+    address internal _params;
+    address internal _pending;
     uint64 internal _pendingAt;
-    address internal _pendingShocks;
 
     /// @notice Cumulative funding index per asset (USD WAD per unit)
     int128[16] public fundingIndex;
@@ -73,58 +73,42 @@ abstract contract RiskEngine is IMarginErrors, IMarginEvents {
 
     function _proposeParams(RiskParams calldata p, int256[] calldata shocks) internal {
         validator.validate(p, shocks, _numAssets());
-        address core = Blob.write(abi.encode(p));
-        address shocksPtr = Blob.write(abi.encode(shocks));
-        if (_paramsCore == address(0)) {
+        address blob = Blob.write(ParamsLib.encode(p, shocks));
+        if (_params == address(0)) {
             // first parameters: nothing to protect yet, effective at once
-            (_paramsCore, _paramsShocks) = (core, shocksPtr);
-            emit RiskParamsProposed(core, shocksPtr, block.timestamp);
-            emit RiskParamsActivated(core, shocksPtr);
+            _params = blob;
+            emit RiskParamsProposed(blob, block.timestamp);
+            emit RiskParamsActivated(blob);
             return;
         }
-        (RiskParams memory old, int256[] memory oldShocks) = _readParams(_paramsCore, _paramsShocks);
-        validator.checkStep(old, oldShocks, p, shocks);
+        validator.checkStep(_params, p, shocks);
         uint256 at = block.timestamp + riskParamsDelay;
-        (_pendingCore, _pendingAt, _pendingShocks) = (core, uint64(at), shocksPtr);
-        emit RiskParamsProposed(core, shocksPtr, at);
+        (_pending, _pendingAt) = (blob, uint64(at));
+        emit RiskParamsProposed(blob, at);
     }
 
     function _activateParams() internal {
-        if (_pendingCore == address(0)) revert NoPendingParams();
+        address pending = _pending;
+        if (pending == address(0)) revert NoPendingParams();
         if (block.timestamp < _pendingAt) revert ParamsNotReady(_pendingAt);
-        (_paramsCore, _paramsShocks) = (_pendingCore, _pendingShocks);
-        (_pendingCore, _pendingAt, _pendingShocks) = (address(0), 0, address(0));
-        emit RiskParamsActivated(_paramsCore, _paramsShocks);
+        _params = pending;
+        (_pending, _pendingAt) = (address(0), 0);
+        emit RiskParamsActivated(pending);
     }
 
-    function _readParams(address core, address shocksPtr)
-        internal
-        view
-        returns (RiskParams memory p, int256[] memory shocks)
-    {
-        p = _core(core);
-        shocks = abi.decode(Blob.read(shocksPtr), (int256[]));
-    }
-
-    function _core(address core) internal view returns (RiskParams memory) {
-        if (core == address(0)) revert NoRiskParams();
-        return abi.decode(Blob.read(core), (RiskParams));
-    }
-
-    function _coreParams() internal view returns (RiskParams memory) {
-        return _core(_paramsCore);
-    }
-
-    function _shocks() internal view returns (int256[] memory) {
-        return abi.decode(Blob.read(_paramsShocks), (int256[]));
+    /// @notice The current parameters, loaded into memory (one EXTCODECOPY, no decoding)
+    function _current() internal view returns (Params) {
+        address blob = _params;
+        if (blob == address(0)) revert NoRiskParams();
+        return ParamsLib.load(blob);
     }
 
     // ------------------------------------------------------------------ margin
 
     /// @notice Reads `account` with the prices and funding indices of every asset it holds.
-    function _loadBook(address account, RiskParams memory rp) internal view returns (Book memory b) {
+    function _loadBook(address account, Params rp) internal view returns (Book memory b) {
         Header memory h = _loadHeader(account);
-        uint256 n = rp.weights.length;
+        uint256 n = rp.n();
         b.mask = h.mask;
         b.cash = int256(h.cash) - int256(_lossCharge(h));
         b.price = new uint256[](n);
@@ -133,7 +117,7 @@ abstract contract RiskEngine is IMarginErrors, IMarginEvents {
         for (uint256 i; i < n; ++i) {
             if (b.mask & (1 << i) == 0) continue;
             b.pos[i] = _loadPosition(account, i);
-            b.price[i] = OracleLib.priceWad(rp.oracles[i]);
+            b.price[i] = OracleLib.priceWad(rp, i);
             b.funding[i] = fundingIndex[i];
         }
     }
@@ -164,38 +148,35 @@ abstract contract RiskEngine is IMarginErrors, IMarginEvents {
         }
     }
 
-    function _floor(Book memory b, RiskParams memory rp) internal pure returns (uint256) {
+    function _floor(Book memory b, Params rp) internal pure returns (uint256) {
         uint256[] memory gross = new uint256[](b.pos.length);
         for (uint256 i; i < gross.length; ++i) {
             if (b.mask & (1 << i) == 0) continue;
             gross[i] = RiskMath.grossNotional(b.pos[i].collateral, b.pos[i].size, b.price[i]);
         }
-        return RiskMath.antiNettingFloor(gross, rp.weights, rp.gamma);
+        return RiskMath.antiNettingFloor(gross, rp);
     }
 
     /// @notice Every component, MM and IM
-    function _margin(Book memory b, RiskParams memory rp, int256[] memory shocks)
-        internal
-        pure
-        returns (Margin memory m)
-    {
+    function _margin(Book memory b, Params rp) internal pure returns (Margin memory m) {
         m.equity = _equity(b);
         if (b.mask == 0) return m;
         int256[] memory e = _exposures(b);
-        m.valueAtRisk = RiskMath.valueAtRisk(e, rp.chol, rp.z);
-        (m.stress, m.worstScenario) = RiskMath.stress(e, shocks);
+        m.valueAtRisk = RiskMath.valueAtRisk(e, rp);
+        (m.stress, m.worstScenario) = RiskMath.stress(e, rp);
         m.floor = _floor(b, rp);
         m.maintenance = RiskMath.maintenance(m.valueAtRisk, m.stress, m.floor);
-        m.initial = m.maintenance.mulWadUp(rp.imFactor);
+        m.initial = m.maintenance.mulWadUp(rp.word(ParamsLib.IM_FACTOR));
     }
 
     /// @notice The one component named by the witness (USD WAD, rounded up)
-    function _witnessed(Book memory b, RiskParams memory rp, Witness calldata w) internal view returns (uint256) {
+    function _witnessed(Book memory b, Params rp, Witness calldata w) internal pure returns (uint256) {
         if (w.kind == WitnessKind.Floor) return _floor(b, rp);
+        if (w.kind == WitnessKind.Scenario && w.scenario >= rp.scenarios()) {
+            revert InvalidWitness(w.kind, w.scenario);
+        }
         int256[] memory e = _exposures(b);
-        if (w.kind == WitnessKind.VaR) return RiskMath.valueAtRisk(e, rp.chol, rp.z);
-        int256[] memory shocks = _shocks();
-        if (w.scenario >= shocks.length / e.length) revert InvalidWitness(w.kind, w.scenario);
-        return RiskMath.scenarioLoss(e, shocks, w.scenario);
+        if (w.kind == WitnessKind.VaR) return RiskMath.valueAtRisk(e, rp);
+        return RiskMath.scenarioLoss(e, rp, w.scenario);
     }
 }

@@ -4,6 +4,7 @@ pragma solidity ^0.8.24;
 import {IMarginErrors} from "./interfaces/IMarginAccount.sol";
 import {RiskParams, OracleConfig} from "./interfaces/IMarginTypes.sol";
 import {WadMath} from "./libraries/WadMath.sol";
+import {ParamsLib} from "./libraries/ParamsLib.sol";
 
 /// @title Validation of risk-parameter updates: absolute bounds, and how far one update may move them
 /// @dev A separate contract, created by the core's constructor, so that its code does not count against the
@@ -15,8 +16,10 @@ contract RiskParamsValidator {
     uint256 public constant MAX_SCENARIOS = 32;
     /// @notice largest trusted price, USD WAD per unit (with the 1e27 unit cap, no margin sum can overflow)
     uint256 public constant MAX_PRICE = 1e27;
-    /// @notice bound on |L[i][j]| and on stress returns (WAD)
-    int256 public constant MAX_ENTRY = 10e18;
+    /// @notice bound on |L[i][j]| (WAD): a horizon volatility of 200%
+    int256 public constant MAX_CHOL = 2e18;
+    /// @notice bound on stress returns (WAD): from -100% to +1,000%
+    int256 public constant MAX_SHOCK = 10e18;
     /// @notice a scalar moves at most by this factor in one update
     uint256 public constant MAX_SCALAR_FACTOR = 2;
     /// @notice an entry of L, a shock or a weight moves at most max(|old|/2, MIN_ENTRY_STEP) in one update
@@ -51,22 +54,19 @@ contract RiskParamsValidator {
             }
         }
         for (uint256 k; k < p.chol.length; ++k) {
-            if (p.chol[k] > MAX_ENTRY || p.chol[k] < -MAX_ENTRY) revert IMarginErrors.InvalidParam("chol", k);
+            if (p.chol[k] > MAX_CHOL || p.chol[k] < -MAX_CHOL) revert IMarginErrors.InvalidParam("chol", k);
         }
         for (uint256 k; k < shocks.length; ++k) {
-            if (shocks[k] > MAX_ENTRY || shocks[k] < -int256(WAD)) revert IMarginErrors.InvalidParam("shocks", k);
+            if (shocks[k] > MAX_SHOCK || shocks[k] < -int256(WAD)) revert IMarginErrors.InvalidParam("shocks", k);
         }
     }
 
     /// @notice Reverts with `ParamStepTooLarge` if the update from (`old`, `oldShocks`) moves any parameter
     /// further than one step. Assets may be added (n grows; their entries are new), never removed.
     /// Scenarios present in both sets are compared entry by entry.
-    function checkStep(
-        RiskParams memory old,
-        int256[] memory oldShocks,
-        RiskParams memory p,
-        int256[] memory shocks
-    ) external pure {
+    /// @param current the data contract of the current parameters (ParamsLib layout)
+    function checkStep(address current, RiskParams memory p, int256[] memory shocks) external view {
+        (RiskParams memory old, int256[] memory oldShocks) = ParamsLib.load(current).decode();
         uint256 oldN = old.weights.length;
         uint256 n = p.weights.length;
         if (n < oldN) revert IMarginErrors.InvalidParam("weights", n);

@@ -91,8 +91,9 @@ interface IMarginEvents {
     event BadDebt(address indexed account, uint256 covered, uint256 socialized, uint256 unbacked, uint256 lossIndex);
     event LossCharged(address indexed account, uint256 amount);
     event InsuranceDeposited(address indexed from, uint256 amount);
-    event RiskParamsProposed(address core, address shocks, uint256 activatesAt);
-    event RiskParamsActivated(address core, address shocks);
+    /// @param blob the data contract holding the packed parameters (ParamsLib layout)
+    event RiskParamsProposed(address blob, uint256 activatesAt);
+    event RiskParamsActivated(address blob);
 }
 
 /// @title The margin account: one ledger for collateral and perps, margined on net risk
@@ -130,7 +131,9 @@ interface IMarginAccount is IMarginErrors, IMarginEvents {
 
     function marginOf(address account) external view returns (Margin memory);
     function accountState(address account) external view returns (AccountState memory);
-    function riskParams() external view returns (RiskParams memory params, int256[] memory shocks);
+    /// @notice Data contracts holding the current and pending parameters (ParamsLib layout; decoded by
+    /// MarginLens.riskParams), and when the pending ones may be activated.
+    function riskParamsBlobs() external view returns (address current, address pending, uint256 activatesAt);
     function prices() external view returns (uint256[] memory);
     function numAssets() external view returns (uint256);
 }

@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
-import {IMarginAccount} from "../interfaces/IMarginAccount.sol";
+import {IMarginAccount, IMarginErrors} from "../interfaces/IMarginAccount.sol";
 import {
     AccountState, Margin, RiskParams, Witness, WitnessKind, LiquidationPreview
 } from "../interfaces/IMarginTypes.sol";
 import {LiquidationMath} from "../libraries/LiquidationMath.sol";
+import {Params, ParamsLib} from "../libraries/ParamsLib.sol";
 
 /// @title Batch reads and liquidation previews for keepers
 /// @notice Never reverts on an account it cannot price: `ok = false` says so.
@@ -14,6 +15,25 @@ contract MarginLens {
 
     constructor(IMarginAccount margin_) {
         margin = margin_;
+    }
+
+    /// @notice The current risk parameters and stress scenarios (S x n, row-major).
+    function riskParams() public view returns (RiskParams memory params, int256[] memory shocks) {
+        (address current,,) = margin.riskParamsBlobs();
+        if (current == address(0)) revert IMarginErrors.NoRiskParams();
+        return ParamsLib.load(current).decode();
+    }
+
+    /// @notice The pending update and when it may be activated.
+    function pendingRiskParams()
+        external
+        view
+        returns (RiskParams memory params, int256[] memory shocks, uint256 activatesAt)
+    {
+        address pending;
+        (, pending, activatesAt) = margin.riskParamsBlobs();
+        if (pending == address(0)) revert IMarginErrors.NoPendingParams();
+        (params, shocks) = ParamsLib.load(pending).decode();
     }
 
     /// @notice Raw ledger state of many accounts in one call.
@@ -51,11 +71,17 @@ contract MarginLens {
                 p.witness = Witness(WitnessKind.Floor, 0);
             }
             p.requirement = m.maintenance;
-            (RiskParams memory rp,) = margin.riskParams();
+            (address current,,) = margin.riskParamsBlobs();
+            Params rp = ParamsLib.load(current);
             p.maxFraction = LiquidationMath.maxFraction(
-                m.equity, m.maintenance, rp.penalty, rp.targetHealth, rp.closeFactor, rp.dust
+                m.equity,
+                m.maintenance,
+                rp.word(ParamsLib.PENALTY),
+                rp.word(ParamsLib.TARGET_HEALTH),
+                rp.word(ParamsLib.CLOSE_FACTOR),
+                rp.word(ParamsLib.DUST)
             );
-            p.penalty = LiquidationMath.penaltyFor(rp.penalty, p.maxFraction, m.maintenance);
+            p.penalty = LiquidationMath.penaltyFor(rp.word(ParamsLib.PENALTY), p.maxFraction, m.maintenance);
         } catch {}
     }
 
