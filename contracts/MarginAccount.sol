@@ -50,8 +50,6 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
     IERC20 public immutable quoteToken;
     uint256 public immutable quoteScale;
 
-    mapping(address account => Header) internal _headers;
-    mapping(address account => mapping(uint256 asset => Position)) internal _positions;
     /// @notice whether `operator` may settle trades for `account`
     mapping(address account => mapping(address operator => bool)) public isOperator;
     Asset[] internal _assets;
@@ -140,7 +138,7 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
         if (asset >= _current().n()) revert UnknownAsset(asset);
         Asset memory a = _assets[asset];
         uint256 wad = _pull(a.token, amount) * a.scale;
-        Header memory h = _loadHeader(account);
+        Header memory h = _headers[account];
         Position memory p = _positions[account][asset];
         uint256 collateral = p.collateral + wad;
         if (collateral > MAX_UNITS) revert AmountTooLarge(collateral, MAX_UNITS);
@@ -156,7 +154,7 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
         if (asset >= _assets.length) revert UnknownAsset(asset);
         Asset memory a = _assets[asset];
         uint256 wad = amount * a.scale;
-        Header memory h = _loadHeader(msg.sender);
+        Header memory h = _headers[msg.sender];
         Position memory p = _positions[msg.sender][asset];
         if (p.collateral < wad) revert InsufficientCollateral(msg.sender, asset, p.collateral, wad);
         p.collateral -= uint128(wad);
@@ -232,12 +230,14 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
         int256 cashBefore
     ) private view {
         Book memory b = _loadBook(account, rp);
-        b.price[asset] = price;
-        b.funding[asset] = fundingIndex[asset];
         Margin memory m = _margin(b, rp);
         if (m.equity >= int256(m.initial)) return;
-        b.pos[asset] = before;
-        b.cash = cashBefore;
+        // the same book before the trade: swap this asset's position and the cash back
+        int256 index = fundingIndex[asset];
+        b.price[asset] = price;
+        (int256 rawAfter,,) = _contribution(_positions[account][asset], price, index);
+        b.equityRaw += (cashBefore - _headers[account].cash) * WadMath.IWAD - rawAfter;
+        _include(b, asset, before, index);
         b.mask |= 1 << asset;
         Margin memory old = _margin(b, rp);
         if (m.maintenance >= old.maintenance || m.equity < old.equity) {
@@ -257,7 +257,7 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
         if (fraction == 0) revert ZeroFraction();
         Params rp = _current();
         Book memory b = _loadBook(victim, rp);
-        int256 equity = _equity(b);
+        int256 equity = b.equityRaw.divWadDown();
         uint256 requirement = _witnessed(b, rp, witness);
         if (equity >= int256(requirement)) revert NotLiquidatable(victim, equity, requirement);
         uint256 maxFraction = LiquidationMath.maxFraction(
@@ -293,7 +293,7 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
         int256 raw;
         Header memory hv = _settleLoss(victim);
         Header memory ht = _settleLoss(to);
-        for (uint256 i; i < b.pos.length; ++i) {
+        for (uint256 i; i < b.price.length; ++i) {
             if (b.mask & (1 << i) == 0) continue;
             Position memory pv = _positions[victim][i];
             _settleFunding(victim, hv, i, pv);
@@ -335,13 +335,13 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
         uint256 socialized = rest < totalPositiveCash ? rest : totalPositiveCash;
         if (socialized > 0) {
             uint256 step = (socialized * WadMath.WAD).divUp(totalPositiveCash);
-            lossIndex += step > WadMath.WAD ? WadMath.WAD : step;
+            lossIndex += uint96(step > WadMath.WAD ? WadMath.WAD : step);
         }
         insuranceFund -= int256(covered);
         lossPending += int256(socialized);
         unbackedDebt += rest - socialized;
         h.cash = 0;
-        h.lossSnapshot = lossIndex.toUint112();
+        h.lossSnapshot = lossIndex;
         emit BadDebt(victim, covered, socialized, rest - socialized, lossIndex);
     }
 
@@ -401,14 +401,6 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
         return _assets.length;
     }
 
-    function _loadHeader(address account) internal view override returns (Header memory) {
-        return _headers[account];
-    }
-
-    function _loadPosition(address account, uint256 asset) internal view override returns (Position memory) {
-        return _positions[account][asset];
-    }
-
     /// @dev Full margin check after a withdrawal: E >= IM.
     function _requireInitialMargin(address account) private view {
         Header memory h = _headers[account];
@@ -435,7 +427,7 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
     function _settleLoss(address account) private returns (Header memory h) {
         h = _headers[account];
         uint256 charge = _lossCharge(h);
-        h.lossSnapshot = lossIndex.toUint112();
+        h.lossSnapshot = lossIndex;
         if (charge == 0) return h;
         _addCash(h, -int256(charge));
         lossPending -= int256(charge);

@@ -35,14 +35,14 @@ abstract contract RiskEngine is IMarginErrors, IMarginEvents {
         uint16 mask;
     }
 
-    /// @notice One account read for margining, in memory. Equity-relevant terms not yet settled
-    /// (funding, socialised loss) are included.
+    /// @notice One account read for margining, in memory. Terms not yet settled (funding, socialised loss)
+    /// are included.
     struct Book {
-        int256 cash; // stored cash minus the pending loss charge (USD WAD)
-        uint256 mask;
-        uint256[] price; // USD WAD per unit, 0 for assets the account does not hold
-        int256[] funding; // current funding index per held asset
-        Position[] pos;
+        int256 equityRaw; // E * WAD before the one rounding down (USD WAD^2)
+        uint256 mask; // bit i: the account holds something in asset i
+        uint256[] price; // USD WAD per unit; 0 for assets the account does not hold
+        int256[] exposure; // e_i = (b_i + q_i) p_i, USD WAD, magnitude rounded up
+        uint256[] gross; // (b_i + |q_i|) p_i, USD WAD, rounded up
     }
 
     /// @notice Delay (seconds) between proposing risk parameters and their taking effect.
@@ -50,15 +50,21 @@ abstract contract RiskEngine is IMarginErrors, IMarginEvents {
     /// @notice Checks bounds and step sizes of proposed parameters
     RiskParamsValidator public immutable validator;
 
-    /// @dev current and pending parameter blobs (ParamsLib layout), and when the pending one may activate
+    /// @dev current parameter blob (ParamsLib layout), packed with the loss index that every margin read
+    /// also needs: one cold slot for both
     address internal _params;
+    /// @notice Cumulative socialised loss per unit of positive cash (WAD); at most 1e18 per insolvency
+    uint96 public lossIndex;
+    /// @dev pending parameter blob and when it may activate
     address internal _pending;
     uint64 internal _pendingAt;
 
+    mapping(address account => Header) internal _headers;
+    /// @dev fixed array per account: asset i lives at keccak(account, slot) + 2 i, one hash per account
+    mapping(address account => Position[16]) internal _positions;
+
     /// @notice Cumulative funding index per asset (USD WAD per unit)
     int128[16] public fundingIndex;
-    /// @notice Cumulative socialised loss per unit of positive cash (WAD)
-    uint256 public lossIndex;
 
     constructor(uint256 delay) {
         riskParamsDelay = delay;
@@ -66,8 +72,6 @@ abstract contract RiskEngine is IMarginErrors, IMarginEvents {
     }
 
     function _numAssets() internal view virtual returns (uint256);
-    function _loadHeader(address account) internal view virtual returns (Header memory);
-    function _loadPosition(address account, uint256 asset) internal view virtual returns (Position memory);
 
     // ------------------------------------------------------------------ parameters
 
@@ -105,78 +109,75 @@ abstract contract RiskEngine is IMarginErrors, IMarginEvents {
 
     // ------------------------------------------------------------------ margin
 
-    /// @notice Reads `account` with the prices and funding indices of every asset it holds.
+    /// @notice Reads `account`: one pass over the assets it holds prices each one and accumulates equity,
+    /// exposures and gross notionals (no second pass, no per-position structs kept in memory).
     function _loadBook(address account, Params rp) internal view returns (Book memory b) {
-        Header memory h = _loadHeader(account);
+        Header memory h = _headers[account];
+        Position[16] storage positions = _positions[account];
         uint256 n = rp.n();
         b.mask = h.mask;
-        b.cash = int256(h.cash) - int256(_lossCharge(h));
+        b.equityRaw = (int256(h.cash) - int256(_lossCharge(h))) * WadMath.IWAD;
         b.price = new uint256[](n);
-        b.funding = new int256[](n);
-        b.pos = new Position[](n);
+        b.exposure = new int256[](n);
+        b.gross = new uint256[](n);
         for (uint256 i; i < n; ++i) {
             if (b.mask & (1 << i) == 0) continue;
-            b.pos[i] = _loadPosition(account, i);
             b.price[i] = OracleLib.priceWad(rp, i);
-            b.funding[i] = fundingIndex[i];
+            _include(b, i, positions[i], fundingIndex[i]);
+        }
+    }
+
+    /// @notice Adds position `p` in asset `i` (at `b.price[i]` and funding index `funding`) to the book.
+    function _include(Book memory b, uint256 i, Position memory p, int256 funding) internal pure {
+        (int256 raw, int256 e, uint256 g) = _contribution(p, b.price[i], funding);
+        b.equityRaw += raw;
+        b.exposure[i] = e;
+        b.gross[i] = g;
+    }
+
+    /// @notice One position's equity term (WAD^2, unrounded), exposure and gross notional (USD WAD).
+    /// E term: b p + q p - k WAD - q (F - f). Exposure e = (b + q) p, magnitude rounded up. Gross (b + |q|) p,
+    /// rounded up. Unchecked: b, |q| <= 1e27 and p <= 1e27 bound every product by 1e66 (RiskMath's notes).
+    function _contribution(Position memory p, uint256 price, int256 funding)
+        internal
+        pure
+        returns (int256 raw, int256 e, uint256 g)
+    {
+        int256 q = p.size;
+        uint256 wad = WadMath.WAD;
+        unchecked {
+            int256 value = (int256(uint256(p.collateral)) + q) * int256(price);
+            raw = value - int256(p.costBasis) * WadMath.IWAD - q * (funding - p.fundingSnapshot);
+            uint256 magnitude = (value < 0 ? uint256(-value) : uint256(value)) + (wad - 1);
+            e = value < 0 ? -int256(magnitude / wad) : int256(magnitude / wad);
+            g = ((uint256(p.collateral) + (q < 0 ? uint256(-q) : uint256(q))) * price + (wad - 1)) / wad;
         }
     }
 
     /// @notice Pending socialised-loss charge of an account (USD WAD, rounded up)
     function _lossCharge(Header memory h) internal view returns (uint256) {
-        if (h.cash <= 0 || h.lossSnapshot == lossIndex) return 0;
-        return (uint256(int256(h.cash)) * (lossIndex - h.lossSnapshot)).divUp(WadMath.WAD);
+        if (h.cash <= 0) return 0;
+        uint256 index = lossIndex;
+        if (h.lossSnapshot == index) return 0;
+        return (uint256(int256(h.cash)) * (index - h.lossSnapshot)).divUp(WadMath.WAD);
     }
 
-    /// @notice E = c + sum b p + sum (q p - k) - sum q (F - f), one rounding down at the end (USD WAD)
-    function _equity(Book memory b) internal pure returns (int256) {
-        int256 raw = b.cash * WadMath.IWAD;
-        for (uint256 i; i < b.pos.length; ++i) {
-            if (b.mask & (1 << i) == 0) continue;
-            Position memory p = b.pos[i];
-            raw += (int256(uint256(p.collateral)) + p.size) * int256(b.price[i]) - p.costBasis * WadMath.IWAD
-                - p.size * (b.funding[i] - p.fundingSnapshot);
-        }
-        return raw.divWadDown();
-    }
-
-    function _exposures(Book memory b) internal pure returns (int256[] memory e) {
-        e = new int256[](b.pos.length);
-        for (uint256 i; i < e.length; ++i) {
-            if (b.mask & (1 << i) == 0) continue;
-            e[i] = RiskMath.exposure(b.pos[i].collateral, b.pos[i].size, b.price[i]);
-        }
-    }
-
-    function _floor(Book memory b, Params rp) internal pure returns (uint256) {
-        uint256[] memory gross = new uint256[](b.pos.length);
-        for (uint256 i; i < gross.length; ++i) {
-            if (b.mask & (1 << i) == 0) continue;
-            gross[i] = RiskMath.grossNotional(b.pos[i].collateral, b.pos[i].size, b.price[i]);
-        }
-        return RiskMath.antiNettingFloor(gross, rp);
-    }
-
-    /// @notice Every component, MM and IM
+    /// @notice Every component, MM and IM. E = c + sum b p + sum (q p - k) - sum q (F - f), rounded down once.
     function _margin(Book memory b, Params rp) internal pure returns (Margin memory m) {
-        m.equity = _equity(b);
+        m.equity = b.equityRaw.divWadDown();
         if (b.mask == 0) return m;
-        int256[] memory e = _exposures(b);
-        m.valueAtRisk = RiskMath.valueAtRisk(e, rp);
-        (m.stress, m.worstScenario) = RiskMath.stress(e, rp);
-        m.floor = _floor(b, rp);
+        m.valueAtRisk = RiskMath.valueAtRisk(b.exposure, rp);
+        (m.stress, m.worstScenario) = RiskMath.stress(b.exposure, rp);
+        m.floor = RiskMath.antiNettingFloor(b.gross, rp);
         m.maintenance = RiskMath.maintenance(m.valueAtRisk, m.stress, m.floor);
         m.initial = m.maintenance.mulWadUp(rp.word(ParamsLib.IM_FACTOR));
     }
 
     /// @notice The one component named by the witness (USD WAD, rounded up)
     function _witnessed(Book memory b, Params rp, Witness calldata w) internal pure returns (uint256) {
-        if (w.kind == WitnessKind.Floor) return _floor(b, rp);
-        if (w.kind == WitnessKind.Scenario && w.scenario >= rp.scenarios()) {
-            revert InvalidWitness(w.kind, w.scenario);
-        }
-        int256[] memory e = _exposures(b);
-        if (w.kind == WitnessKind.VaR) return RiskMath.valueAtRisk(e, rp);
-        return RiskMath.scenarioLoss(e, rp, w.scenario);
+        if (w.kind == WitnessKind.Floor) return RiskMath.antiNettingFloor(b.gross, rp);
+        if (w.kind == WitnessKind.VaR) return RiskMath.valueAtRisk(b.exposure, rp);
+        if (w.scenario >= rp.scenarios()) revert InvalidWitness(w.kind, w.scenario);
+        return RiskMath.scenarioLoss(b.exposure, rp, w.scenario);
     }
 }

@@ -13,10 +13,11 @@ using ParamsLib for Params global;
 /// @notice Layout, in 32-byte words:
 ///   [0..8)  z, imFactor, gamma, penalty, insuranceShare, closeFactor, targetHealth, dust (WAD)
 ///   [8]     n (assets)          [9] S (scenarios)
-///   [10 + 4i .. 14 + 4i)  asset i: feed | heartbeat << 160 | decimals << 192, minAnswer, maxAnswer, weight
+///   [10 + 5i .. 15 + 5i)  asset i: feed | heartbeat << 160 | decimals << 192, minAnswer, maxAnswer, weight,
+///                         scale = 10 ** (18 - decimals)
 ///   then    L, lower triangle row-major: n(n+1)/2 words (int256 WAD)
 ///   then    shocks, S x n row-major (int256 WAD)
-/// At n = 16 and S = 32 the blob is 722 words (23,104 bytes), inside the 24,576-byte code limit.
+/// At n = 16 and S = 32 the blob is 738 words (23,616 bytes), inside the 24,576-byte code limit.
 library ParamsLib {
     uint256 internal constant Z = 0;
     uint256 internal constant IM_FACTOR = 1;
@@ -29,7 +30,7 @@ library ParamsLib {
     uint256 internal constant N = 8;
     uint256 internal constant S = 9;
     uint256 internal constant ASSETS = 10;
-    uint256 internal constant ASSET_WORDS = 4;
+    uint256 internal constant ASSET_WORDS = 5;
 
     // ------------------------------------------------------------------ encode / decode (admin, views)
 
@@ -50,6 +51,7 @@ library ParamsLib {
             _put(blob, base + 1, uint256(o.minAnswer));
             _put(blob, base + 2, uint256(o.maxAnswer));
             _put(blob, base + 3, p.weights[i]);
+            _put(blob, base + 4, 10 ** (18 - o.decimals));
         }
         uint256 at = ASSETS + ASSET_WORDS * n;
         for (uint256 k; k < p.chol.length; ++k) {
@@ -124,6 +126,11 @@ library ParamsLib {
         o.decimals = uint8(w >> 192);
         o.minAnswer = int256(q.word(base + 1));
         o.maxAnswer = int256(q.word(base + 2));
+    }
+
+    /// @notice Word index of asset `i`'s oracle word (then minAnswer, maxAnswer, weight, scale)
+    function assetBase(uint256 i) internal pure returns (uint256) {
+        return ASSETS + ASSET_WORDS * i;
     }
 
     /// @notice L entry k of the row-major lower triangle (L[i][j] at i*(i+1)/2 + j)

@@ -26,45 +26,55 @@ library RiskMath {
 
     /// @notice VaR = z * sqrt(sum_j (sum_{i>=j} L[i][j] * e_i)^2), each |y_j| and the root rounded up
     function valueAtRisk(int256[] memory e, Params p) internal pure returns (uint256) {
-        uint256 n = e.length;
         uint256 chol = p.cholPtr();
         uint256 sumSq;
-        for (uint256 j; j < n; ++j) {
-            int256 y;
-            unchecked {
-                uint256 idx = j * (j + 1) / 2 + j; // L[j][j]
-                for (uint256 i = j; i < n; ++i) {
-                    int256 ei = e[i];
-                    if (ei != 0) y += ParamsLib.at(chol, idx) * ei;
-                    idx += i + 1; // L[i+1][j]
+        assembly ("memory-safe") {
+            let n := mload(e)
+            let ep := add(e, 32)
+            for { let j := 0 } lt(j, n) { j := add(j, 1) } {
+                let y := 0
+                let idx := add(shr(1, mul(j, add(j, 1))), j) // L[j][j]
+                for { let i := j } lt(i, n) { i := add(i, 1) } {
+                    y := add(y, mul(mload(add(chol, shl(5, idx))), mload(add(ep, shl(5, i)))))
+                    idx := add(idx, add(i, 1)) // L[i+1][j]
                 }
+                if slt(y, 0) { y := sub(0, y) }
+                let a := div(add(y, 999999999999999999), 1000000000000000000) // ceil(|y| / WAD)
+                sumSq := add(sumSq, mul(a, a))
             }
-            uint256 a = y.abs().divUp(WadMath.WAD);
-            sumSq += a * a;
         }
         return p.word(ParamsLib.Z).mulWadUp(sumSq.sqrtUp());
     }
 
     /// @notice Loss of scenario `s`: max(0, -sum_i e_i * shock[s][i]), rounded up
     function scenarioLoss(int256[] memory e, Params p, uint256 s) internal pure returns (uint256) {
-        return _loss(e, p.shockPtr(), s);
+        return _lossUp(_pnl(e, p.shockPtr() + 32 * s * e.length));
     }
 
-    /// @notice Stress = max over scenarios of the scenario loss, with the first worst scenario's index
+    /// @notice Stress = max over scenarios of the scenario loss, and the first scenario with the largest
+    /// unrounded loss (index 0 when no scenario loses)
     function stress(int256[] memory e, Params p) internal pure returns (uint256 worst, uint256 index) {
         uint256 count = p.scenarios();
-        uint256 shocks = p.shockPtr();
+        uint256 row = p.shockPtr();
+        uint256 rowBytes = 32 * e.length;
+        int256 worstPnl;
         for (uint256 s; s < count; ++s) {
-            uint256 loss = _loss(e, shocks, s);
-            if (loss > worst) (worst, index) = (loss, s);
+            int256 pnl = _pnl(e, row);
+            if (pnl < worstPnl) (worstPnl, index) = (pnl, s);
+            row += rowBytes;
         }
+        worst = _lossUp(worstPnl);
     }
 
     /// @notice Floor = gamma * sum_i w_i * g_i on gross notionals g, rounded up
     function antiNettingFloor(uint256[] memory gross, Params p) internal pure returns (uint256) {
         uint256 acc;
         for (uint256 i; i < gross.length; ++i) {
-            if (gross[i] != 0) acc += p.weight(i) * gross[i];
+            uint256 g = gross[i];
+            // weights <= 1e18 (RiskParamsValidator), gross <= 2e36: no overflow
+            unchecked {
+                if (g != 0) acc += p.weight(i) * g;
+            }
         }
         return acc.divUp(WadMath.WAD).mulWadUp(p.word(ParamsLib.GAMMA));
     }
@@ -75,18 +85,31 @@ library RiskMath {
         if (floor_ > mm) mm = floor_;
     }
 
-    function _loss(int256[] memory e, uint256 shocks, uint256 s) private pure returns (uint256) {
-        int256 pnl;
+    /// @dev sum_i e[i] * row[i] (WAD^2); two's-complement mul/add are exact within the bounds above.
+    /// Unrolled by four: the loop overhead, not the arithmetic, dominates a dot product in the EVM.
+    function _pnl(int256[] memory e, uint256 row) private pure returns (int256 pnl) {
         assembly ("memory-safe") {
-            // pnl = sum_i e[i] * shock[s][i]; two's-complement mul/add are exact within the bounds above
-            let n := mload(e)
             let ep := add(e, 32)
-            let sp := add(shocks, shl(5, mul(s, n)))
-            for { let i := 0 } lt(i, n) { i := add(i, 1) } {
-                let off := shl(5, i)
-                pnl := add(pnl, mul(mload(add(ep, off)), mload(add(sp, off))))
+            let end := shl(5, mload(e))
+            let off := 0
+            for {} lt(off, and(end, not(127))) { off := add(off, 128) } {
+                let a := add(ep, off)
+                let b := add(row, off)
+                pnl := add(
+                    pnl,
+                    add(
+                        add(mul(mload(a), mload(b)), mul(mload(add(a, 32)), mload(add(b, 32)))),
+                        add(mul(mload(add(a, 64)), mload(add(b, 64))), mul(mload(add(a, 96)), mload(add(b, 96))))
+                    )
+                )
+            }
+            for {} lt(off, end) { off := add(off, 32) } {
+                pnl := add(pnl, mul(mload(add(ep, off)), mload(add(row, off))))
             }
         }
+    }
+
+    function _lossUp(int256 pnl) private pure returns (uint256) {
         return pnl >= 0 ? 0 : uint256(-pnl).divUp(WadMath.WAD);
     }
 }

@@ -82,18 +82,22 @@ def value_at_risk(e: Sequence[int], rp: RiskParams) -> int:
     return mul_wad_up(rp.z, sqrt_up(sum_sq))
 
 
-def scenario_loss(e: Sequence[int], shock: Sequence[int]) -> int:
-    pnl = sum(ei * si for ei, si in zip(e, shock, strict=True))
+def _loss_up(pnl: int) -> int:
     return 0 if pnl >= 0 else div_up(-pnl, WAD)
 
 
+def scenario_loss(e: Sequence[int], shock: Sequence[int]) -> int:
+    return _loss_up(sum(ei * si for ei, si in zip(e, shock, strict=True)))
+
+
 def stress(e: Sequence[int], rp: RiskParams) -> tuple[int, int]:
-    worst, index = 0, 0
+    """Worst scenario loss and the first scenario with the largest unrounded loss (0 when none loses)."""
+    worst_pnl, index = 0, 0
     for s, shock in enumerate(rp.shocks):
-        loss = scenario_loss(e, shock)
-        if loss > worst:
-            worst, index = loss, s
-    return worst, index
+        pnl = sum(ei * si for ei, si in zip(e, shock, strict=True))
+        if pnl < worst_pnl:
+            worst_pnl, index = pnl, s
+    return _loss_up(worst_pnl), index
 
 
 def anti_netting_floor(p: Portfolio, prices: Sequence[int], rp: RiskParams) -> int:
