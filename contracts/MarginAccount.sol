@@ -214,7 +214,7 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
         (before, cashBefore) = (p, h.cash);
         int256 newSize = p.size + size;
         if (newSize.abs() > MAX_UNITS) revert AmountTooLarge(newSize.abs(), MAX_UNITS);
-        Position memory q = Position(p.collateral, newSize.toInt128(), (p.costBasis + notional).toInt128(), p.fundingSnapshot);
+        Position memory q = Position(p.collateral, newSize.toInt128(), (int256(p.costBasis) + notional).toInt128(), p.fundingSnapshot);
         _realise(h, q);
         _storePosition(account, h, asset, q);
         _storeHeader(account, h);
@@ -290,7 +290,7 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
     /// @dev Moves fraction `f` of every collateral balance and perp (with its cost basis) from `victim` to
     /// `to`, funding settled first on both sides. Returns the slice's mark-to-market value (USD WAD, down).
     function _moveSlice(address victim, address to, uint256 f, Book memory b) private returns (int256) {
-        int256 raw;
+        int256 raw = 0;
         Header memory hv = _settleLoss(victim);
         Header memory ht = _settleLoss(to);
         for (uint256 i; i < b.price.length; ++i) {
@@ -315,7 +315,7 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
             if (collateral > MAX_UNITS || size.abs() > MAX_UNITS) revert AmountTooLarge(collateral, MAX_UNITS);
             pt.collateral = uint128(collateral);
             pt.size = size.toInt128();
-            pt.costBasis = (pt.costBasis + dk).toInt128();
+            pt.costBasis = (int256(pt.costBasis) + dk).toInt128();
             _realise(ht, pt);
             _storePosition(to, ht, i, pt);
         }

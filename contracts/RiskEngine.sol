@@ -94,6 +94,8 @@ abstract contract RiskEngine is IMarginErrors, IMarginEvents {
     function _activateParams() internal {
         address pending = _pending;
         if (pending == address(0)) revert NoPendingParams();
+        // the delay is hours to days: timestamp drift is immaterial
+        // slither-disable-next-line timestamp
         if (block.timestamp < _pendingAt) revert ParamsNotReady(_pendingAt);
         _params = pending;
         (_pending, _pendingAt) = (address(0), 0);

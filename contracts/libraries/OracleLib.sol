@@ -14,6 +14,8 @@ library OracleLib {
         uint256 base = ParamsLib.assetBase(asset);
         uint256 w = p.word(base);
         address feed = address(uint160(w));
+        // startedAt is not needed: updatedAt is the freshness that matters
+        // slither-disable-next-line unused-return
         (uint80 roundId, int256 answer,, uint256 updatedAt, uint80 answeredInRound) =
             AggregatorV3Interface(feed).latestRoundData();
         if (answer <= 0) revert IMarginErrors.PriceNotPositive(feed, answer);
@@ -21,6 +23,8 @@ library OracleLib {
             revert IMarginErrors.IncompleteRound(feed, roundId, answeredInRound);
         }
         uint256 heartbeat = uint32(w >> 160);
+        // heartbeats are minutes to hours: a validator's few seconds of timestamp drift are immaterial
+        // slither-disable-next-line timestamp
         if (updatedAt > block.timestamp || block.timestamp - updatedAt > heartbeat) {
             revert IMarginErrors.StalePrice(feed, updatedAt, heartbeat);
         }

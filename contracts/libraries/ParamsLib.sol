@@ -35,16 +35,16 @@ library ParamsLib {
     // ------------------------------------------------------------------ encode / decode (admin, views)
 
     function encode(RiskParams memory p, int256[] memory shocks) internal pure returns (bytes memory blob) {
-        uint256 n = p.weights.length;
-        uint256 s = shocks.length / n;
-        uint256 words = ASSETS + ASSET_WORDS * n + p.chol.length + shocks.length;
+        uint256 count = p.weights.length;
+        uint256 s = shocks.length / count;
+        uint256 words = ASSETS + ASSET_WORDS * count + p.chol.length + shocks.length;
         blob = new bytes(words * 32);
         uint256[10] memory head =
-            [p.z, p.imFactor, p.gamma, p.penalty, p.insuranceShare, p.closeFactor, p.targetHealth, p.dust, n, s];
+            [p.z, p.imFactor, p.gamma, p.penalty, p.insuranceShare, p.closeFactor, p.targetHealth, p.dust, count, s];
         for (uint256 k; k < ASSETS; ++k) {
             _put(blob, k, head[k]);
         }
-        for (uint256 i; i < n; ++i) {
+        for (uint256 i; i < count; ++i) {
             OracleConfig memory o = p.oracles[i];
             uint256 base = ASSETS + ASSET_WORDS * i;
             _put(blob, base, uint256(uint160(o.feed)) | uint256(o.heartbeat) << 160 | uint256(o.decimals) << 192);
@@ -53,34 +53,34 @@ library ParamsLib {
             _put(blob, base + 3, p.weights[i]);
             _put(blob, base + 4, 10 ** (18 - o.decimals));
         }
-        uint256 at = ASSETS + ASSET_WORDS * n;
+        uint256 offset = ASSETS + ASSET_WORDS * count;
         for (uint256 k; k < p.chol.length; ++k) {
-            _put(blob, at + k, uint256(p.chol[k]));
+            _put(blob, offset + k, uint256(p.chol[k]));
         }
-        at += p.chol.length;
+        offset += p.chol.length;
         for (uint256 k; k < shocks.length; ++k) {
-            _put(blob, at + k, uint256(shocks[k]));
+            _put(blob, offset + k, uint256(shocks[k]));
         }
     }
 
     function decode(Params q) internal pure returns (RiskParams memory p, int256[] memory shocks) {
-        uint256 n = q.n();
+        uint256 count = q.n();
         (p.z, p.imFactor, p.gamma, p.penalty) = (q.word(Z), q.word(IM_FACTOR), q.word(GAMMA), q.word(PENALTY));
         (p.insuranceShare, p.closeFactor, p.targetHealth, p.dust) =
             (q.word(INSURANCE_SHARE), q.word(CLOSE_FACTOR), q.word(TARGET_HEALTH), q.word(DUST));
-        p.weights = new uint256[](n);
-        p.oracles = new OracleConfig[](n);
-        for (uint256 i; i < n; ++i) {
+        p.weights = new uint256[](count);
+        p.oracles = new OracleConfig[](count);
+        for (uint256 i; i < count; ++i) {
             p.weights[i] = q.weight(i);
             p.oracles[i] = q.oracle(i);
         }
-        p.chol = new int256[](n * (n + 1) / 2);
+        p.chol = new int256[](count * (count + 1) / 2);
         for (uint256 k; k < p.chol.length; ++k) {
             p.chol[k] = q.chol(k);
         }
-        shocks = new int256[](q.scenarios() * n);
+        shocks = new int256[](q.scenarios() * count);
         for (uint256 k; k < shocks.length; ++k) {
-            shocks[k] = q.shock(k / n, k % n);
+            shocks[k] = q.shock(k / count, k % count);
         }
     }
 

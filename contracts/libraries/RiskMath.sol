@@ -39,7 +39,9 @@ library RiskMath {
                     idx := add(idx, add(i, 1)) // L[i+1][j]
                 }
                 if slt(y, 0) { y := sub(0, y) }
-                let a := div(add(y, 999999999999999999), 1000000000000000000) // ceil(|y| / WAD)
+                // ceil(|y| / WAD), then squared: rounding up before the square is the intended direction
+                // slither-disable-next-line divide-before-multiply
+                let a := div(add(y, 999999999999999999), 1000000000000000000)
                 sumSq := add(sumSq, mul(a, a))
             }
         }
@@ -57,7 +59,7 @@ library RiskMath {
         uint256 count = p.scenarios();
         uint256 row = p.shockPtr();
         uint256 rowBytes = 32 * e.length;
-        int256 worstPnl;
+        int256 worstPnl = 0;
         for (uint256 s; s < count; ++s) {
             int256 pnl = _pnl(e, row);
             if (pnl < worstPnl) (worstPnl, index) = (pnl, s);
@@ -68,7 +70,7 @@ library RiskMath {
 
     /// @notice Floor = gamma * sum_i w_i * g_i on gross notionals g, rounded up
     function antiNettingFloor(uint256[] memory gross, Params p) internal pure returns (uint256) {
-        uint256 acc;
+        uint256 acc = 0;
         for (uint256 i; i < gross.length; ++i) {
             uint256 g = gross[i];
             // weights <= 1e18 (RiskParamsValidator), gross <= 2e36: no overflow

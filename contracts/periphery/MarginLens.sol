@@ -9,7 +9,9 @@ import {LiquidationMath} from "../libraries/LiquidationMath.sol";
 import {Params, ParamsLib} from "../libraries/ParamsLib.sol";
 
 /// @title Batch reads and liquidation previews for keepers
-/// @notice Never reverts on an account it cannot price: `ok = false` says so.
+/// @notice Never reverts on an account it cannot price: `ok = false` says so. Views only: the external
+/// calls in loops are the point (one eth_call for many accounts), and unused tuple members are deliberate.
+// slither-disable-start calls-loop,unused-return
 contract MarginLens {
     IMarginAccount public immutable margin;
 
@@ -97,3 +99,4 @@ contract MarginLens {
         }
     }
 }
+// slither-disable-end calls-loop,unused-return
