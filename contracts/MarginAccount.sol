@@ -21,8 +21,9 @@ import {RiskEngine} from "./RiskEngine.sol";
 ///                                 + unbackedDebt
 ///   collateral balance_i * scale_i == sum(collateral_i)
 /// Socialised loss: a deficit the insurance fund cannot cover is charged pro rata to every positive cash
-/// balance (lazily, through `lossIndex`, like a funding index), at most 100% of each; what is left is
-/// recorded in `unbackedDebt`.
+/// balance, lazily through the multiplicative `lossIndex` (each balance keeps lossIndex / snapshot of
+/// itself, like a scaled balance), so no balance is ever charged more than 100%; what exceeds all positive
+/// cash is recorded in `unbackedDebt`.
 contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
     using SafeCast for uint256;
@@ -62,8 +63,9 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
     int256 public lossPending;
     /// @notice deficit nobody could absorb (USD WAD)
     uint256 public unbackedDebt;
-    /// @notice sum of positive cash balances (USD WAD), the base that socialised losses are spread over
-    uint256 public totalPositiveCash;
+    /// @notice sum over accounts of positive cash * SCALE / lossSnapshot: positive cash in launch units
+    uint256 public scaledPositiveCash;
+    uint256 internal constant SCALE = 1e36;
 
     constructor(IERC20Metadata quote, address admin, uint256 paramsDelay) RiskEngine(paramsDelay) {
         uint8 decimals = quote.decimals();
@@ -251,40 +253,61 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
     function liquidate(address victim, uint256 fraction, Witness calldata witness)
         external
         nonReentrant
-        returns (uint256 taken)
+        returns (uint256)
     {
         if (victim == msg.sender) revert SelfLiquidation(victim);
         if (fraction == 0) revert ZeroFraction();
         Params rp = _current();
         Book memory b = _loadBook(victim, rp);
+        Sizing memory z = _size(victim, b, rp, fraction, witness);
+
+        int256 value = _moveSlice(victim, msg.sender, z.fraction, b);
+        int256 paid = value - int256(z.penalty); // to the victim, from the liquidator
+        Header memory hv = _settleLoss(victim);
+        _addCash(hv, paid);
+        if (z.fraction == WadMath.WAD) _closeInsolvent(victim, hv);
+        _storeHeader(victim, hv);
+        Header memory hl = _settleLoss(msg.sender);
+        _addCash(hl, -(paid + int256(z.toFund)));
+        _storeHeader(msg.sender, hl);
+        insuranceFund += int256(z.toFund);
+        emit Liquidated(
+            victim, msg.sender, witness.kind, witness.scenario, z.fraction, z.requirement, value, z.penalty, z.toFund
+        );
+        _requireInitialMargin(msg.sender, rp);
+        return z.fraction;
+    }
+
+    /// @dev A liquidation's size: the witnessed requirement, the fraction taken, the penalty (USD WAD).
+    struct Sizing {
+        uint256 requirement;
+        uint256 fraction;
+        uint256 penalty;
+        uint256 toFund;
+    }
+
+    /// @dev Verifies the witness (E < R_w) and sizes the liquidation: the requested fraction clamped to the
+    /// allowed maximum, or the whole book when it must be closed in full.
+    function _size(address victim, Book memory b, Params rp, uint256 fraction, Witness calldata witness)
+        private
+        pure
+        returns (Sizing memory z)
+    {
         int256 equity = b.equityRaw.divWadDown();
-        uint256 requirement = _witnessed(b, rp, witness);
-        if (equity >= int256(requirement)) revert NotLiquidatable(victim, equity, requirement);
-        uint256 maxFraction = LiquidationMath.maxFraction(
+        z.requirement = _witnessed(b, rp, witness);
+        if (equity >= int256(z.requirement)) revert NotLiquidatable(victim, equity, z.requirement);
+        uint256 penaltyRate = rp.word(ParamsLib.PENALTY);
+        (uint256 maxFraction, bool closeInFull) = LiquidationMath.maxFraction(
             equity,
-            requirement,
-            rp.word(ParamsLib.PENALTY),
+            z.requirement,
+            penaltyRate,
             rp.word(ParamsLib.TARGET_HEALTH),
             rp.word(ParamsLib.CLOSE_FACTOR),
             rp.word(ParamsLib.DUST)
         );
-        taken = fraction < maxFraction ? fraction : maxFraction;
-        uint256 penalty = LiquidationMath.penaltyFor(rp.word(ParamsLib.PENALTY), taken, requirement);
-        uint256 toFund = penalty.mulWadDown(rp.word(ParamsLib.INSURANCE_SHARE));
-
-        int256 value = _moveSlice(victim, msg.sender, taken, b);
-        Header memory hv = _settleLoss(victim);
-        _addCash(hv, value - int256(penalty));
-        if (taken == WadMath.WAD) _closeInsolvent(victim, hv);
-        _storeHeader(victim, hv);
-        Header memory hl = _settleLoss(msg.sender);
-        _addCash(hl, -(value - int256(penalty) + int256(toFund)));
-        _storeHeader(msg.sender, hl);
-        insuranceFund += int256(toFund);
-        emit Liquidated(
-            victim, msg.sender, witness.kind, witness.scenario, taken, requirement, value, penalty, toFund
-        );
-        _requireInitialMargin(msg.sender, rp);
+        z.fraction = closeInFull || fraction > maxFraction ? maxFraction : fraction;
+        z.penalty = LiquidationMath.penaltyFor(penaltyRate, z.fraction, z.requirement);
+        z.toFund = z.penalty.mulWadDown(rp.word(ParamsLib.INSURANCE_SHARE));
     }
 
     /// @dev Moves fraction `f` of every collateral balance and perp (with its cost basis) from `victim` to
@@ -332,10 +355,13 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
         uint256 covered = insuranceFund > 0 ? uint256(insuranceFund) : 0;
         if (covered > deficit) covered = deficit;
         uint256 rest = deficit - covered;
-        uint256 socialized = rest < totalPositiveCash ? rest : totalPositiveCash;
+        uint256 index = lossIndex;
+        uint256 total = scaledPositiveCash * index / SCALE;
+        uint256 socialized = rest < total ? rest : total;
         if (socialized > 0) {
-            uint256 step = (socialized * WadMath.WAD).divUp(totalPositiveCash);
-            lossIndex += uint96(step > WadMath.WAD ? WadMath.WAD : step);
+            // index * (1 - socialized / total), rounded down (charges round up); never 0, so snapshots divide
+            uint256 next = index * (total - socialized) / total;
+            lossIndex = uint96(next == 0 ? 1 : next);
         }
         insuranceFund -= int256(covered);
         lossPending += int256(socialized);
@@ -426,12 +452,17 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
     /// @dev Charges the pending socialised loss to the account's cash.
     function _settleLoss(address account) private returns (Header memory h) {
         h = _headers[account];
+        uint96 index = lossIndex;
+        if (h.lossSnapshot == index) return h;
+        uint256 before = _scaled(h);
         uint256 charge = _lossCharge(h);
-        h.lossSnapshot = lossIndex;
-        if (charge == 0) return h;
-        _addCash(h, -int256(charge));
-        lossPending -= int256(charge);
-        emit LossCharged(account, charge);
+        h.lossSnapshot = index;
+        if (charge != 0) {
+            h.cash -= int128(int256(charge)); // charge <= cash
+            lossPending -= int256(charge);
+            emit LossCharged(account, charge);
+        }
+        _rescale(before, _scaled(h));
     }
 
     /// @dev Settles funding of one position into cash (rounded up against the account) and the pool.
@@ -453,14 +484,26 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
         p.costBasis = 0;
     }
 
+    /// @notice Positive cash in the units of `scaledPositiveCash`
+    function _scaled(Header memory h) private pure returns (uint256) {
+        return h.cash > 0 && h.lossSnapshot != 0 ? uint256(int256(h.cash)) * SCALE / h.lossSnapshot : 0;
+    }
+
+    /// @dev Only on a settled header (h.lossSnapshot == lossIndex).
     function _addCash(Header memory h, int256 delta) private {
-        int256 old = h.cash;
-        int256 cash = old + delta;
-        h.cash = cash.toInt128();
-        uint256 total = totalPositiveCash;
-        if (old > 0) total -= uint256(old);
-        if (cash > 0) total += uint256(cash);
-        totalPositiveCash = total;
+        uint256 before = _scaled(h);
+        h.cash = (int256(h.cash) + delta).toInt128();
+        _rescale(before, _scaled(h));
+    }
+
+    function _rescale(uint256 before, uint256 afterwards) private {
+        uint256 total = scaledPositiveCash + afterwards;
+        scaledPositiveCash = total > before ? total - before : 0; // rounding can only leave dust
+    }
+
+    /// @notice Sum of positive cash balances after pending socialised charges (USD WAD, rounded down)
+    function totalPositiveCash() external view returns (uint256) {
+        return scaledPositiveCash * lossIndex / SCALE;
     }
 
     function _storeHeader(address account, Header memory h) private {

@@ -27,8 +27,8 @@ abstract contract RiskEngine is IMarginErrors, IMarginEvents {
         int128 fundingSnapshot;
     }
 
-    /// @notice Stored per account, one slot. @param cash signed USD (WAD); @param lossSnapshot loss index
-    /// (WAD) at the last settlement; @param mask bit i set when the account holds anything in asset i
+    /// @notice Stored per account, one slot. @param cash signed USD (WAD); @param lossSnapshot `lossIndex`
+    /// at the account's last settlement (0 only while it never held positive cash); @param mask bit i set when the account holds anything in asset i
     struct Header {
         int128 cash;
         uint112 lossSnapshot;
@@ -53,8 +53,10 @@ abstract contract RiskEngine is IMarginErrors, IMarginEvents {
     /// @dev current parameter blob (ParamsLib layout), packed with the loss index that every margin read
     /// also needs: one cold slot for both
     address internal _params;
-    /// @notice Cumulative socialised loss per unit of positive cash (WAD); at most 1e18 per insolvency
-    uint96 public lossIndex;
+    /// @notice Value (WAD) of one unit of positive cash held since launch: starts at 1e18, only falls, each
+    /// socialised loss multiplying it by (1 - loss / total positive cash). Multiplicative, so no sequence of
+    /// losses charges any balance more than 100%.
+    uint96 public lossIndex = 1e18;
     /// @dev pending parameter blob and when it may activate
     address internal _pending;
     uint64 internal _pendingAt;
@@ -158,10 +160,11 @@ abstract contract RiskEngine is IMarginErrors, IMarginEvents {
 
     /// @notice Pending socialised-loss charge of an account (USD WAD, rounded up)
     function _lossCharge(Header memory h) internal view returns (uint256) {
-        if (h.cash <= 0) return 0;
+        if (h.cash <= 0 || h.lossSnapshot == 0) return 0;
         uint256 index = lossIndex;
         if (h.lossSnapshot == index) return 0;
-        return (uint256(int256(h.cash)) * (index - h.lossSnapshot)).divUp(WadMath.WAD);
+        uint256 cash = uint256(int256(h.cash));
+        return cash - cash * index / h.lossSnapshot; // what is left rounds down: the charge rounds up
     }
 
     /// @notice Every component, MM and IM. E = c + sum b p + sum (q p - k) - sum q (F - f), rounded down once.

@@ -51,7 +51,7 @@ interface IMarginErrors {
 /// rebuilds every account from logs alone; the other events say why it changed.
 interface IMarginEvents {
     event AssetListed(uint256 indexed asset, address indexed token, uint8 decimals);
-    /// @param cash stored cash after the change (USD WAD); @param lossSnapshot loss index snapshot (WAD)
+    /// @param cash stored cash after the change (USD WAD); @param lossSnapshot `lossIndex` at the settlement
     event CashUpdated(address indexed account, int256 cash, uint256 lossSnapshot);
     /// @notice stored position of `account` in `asset` after the change (all WAD)
     event PositionUpdated(
@@ -87,7 +87,7 @@ interface IMarginEvents {
         uint256 insuranceShare
     );
     /// @param covered deficit paid by the insurance fund; @param socialized deficit spread over cash holders;
-    /// @param unbacked deficit that nobody could absorb (all USD WAD)
+    /// @param unbacked deficit that nobody could absorb (all USD WAD); @param lossIndex the index after it
     event BadDebt(address indexed account, uint256 covered, uint256 socialized, uint256 unbacked, uint256 lossIndex);
     event LossCharged(address indexed account, uint256 amount);
     event InsuranceDeposited(address indexed from, uint256 amount);

@@ -72,7 +72,7 @@ struct Margin {
 
 /// @notice One account's raw ledger state, as stored.
 /// @param cash          signed USD (WAD), before any pending socialised-loss charge
-/// @param lossSnapshot  the loss index at the account's last settlement (WAD)
+/// @param lossSnapshot  `lossIndex` at the account's last settlement (WAD; 0 if never settled)
 /// @param collateral    units (WAD) per asset
 /// @param size          signed perp units (WAD) per asset
 /// @param costBasis     signed USD (WAD) per asset

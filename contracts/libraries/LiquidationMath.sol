@@ -14,8 +14,9 @@ library LiquidationMath {
     /// @notice The largest fraction (WAD) that one liquidation may take.
     /// @param equity      E (USD WAD), with E < requirement
     /// @param requirement the witnessed component R_w (USD WAD)
-    /// @return fraction   full (WAD) when deep under water (h <= pi) or when the rest would be dust,
-    ///                    else min(f* rounded up, closeFactor)
+    /// @return fraction   min(f* rounded up, closeFactor), or WAD when the account must be closed in full
+    /// @return closeInFull deep under water (E <= 0 or h <= pi: a partial slice would lower its health) or
+    ///                    the rest would be dust: the only allowed liquidation is the whole book
     function maxFraction(
         int256 equity,
         uint256 requirement,
@@ -23,15 +24,14 @@ library LiquidationMath {
         uint256 targetHealth,
         uint256 closeFactor,
         uint256 dust
-    ) internal pure returns (uint256 fraction) {
-        if (equity <= 0 || requirement == 0) return WAD;
+    ) internal pure returns (uint256 fraction, bool closeInFull) {
+        if (equity <= 0 || requirement == 0) return (WAD, true);
         uint256 health = uint256(equity) * WAD / requirement; // < WAD, rounded down
-        if (health <= penalty) return WAD;
+        if (health <= penalty) return (WAD, true);
         fraction = ((targetHealth - health) * WAD).divUp(targetHealth - penalty);
         if (fraction > closeFactor) fraction = closeFactor;
-        if (fraction >= WAD) return WAD;
-        // the rest would be dust: close in full
-        if ((WAD - fraction).mulWadDown(requirement) < dust) return WAD;
+        if (fraction >= WAD) return (WAD, false);
+        if ((WAD - fraction).mulWadDown(requirement) < dust) return (WAD, true);
     }
 
     /// @notice Penalty pi * f * R (USD WAD), rounded down

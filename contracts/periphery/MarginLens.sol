@@ -75,7 +75,7 @@ contract MarginLens {
             p.requirement = m.maintenance;
             (address current,,) = margin.riskParamsBlobs();
             Params rp = ParamsLib.load(current);
-            p.maxFraction = LiquidationMath.maxFraction(
+            (p.maxFraction,) = LiquidationMath.maxFraction(
                 m.equity,
                 m.maintenance,
                 rp.word(ParamsLib.PENALTY),

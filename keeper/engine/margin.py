@@ -134,20 +134,34 @@ def isolated_maintenance(p: Portfolio, prices: Sequence[int], rp: RiskParams) ->
     return total
 
 
-def max_fraction(eq: int, requirement: int, rp: RiskParams) -> int:
-    """Largest fraction (WAD) one liquidation may take (contracts/libraries/LiquidationMath.sol)."""
+def max_fraction(eq: int, requirement: int, rp: RiskParams) -> tuple[int, bool]:
+    """Largest fraction (WAD) one liquidation may take, and whether the book must be closed in full
+    (contracts/libraries/LiquidationMath.sol)."""
     if eq <= 0 or requirement == 0:
-        return WAD
+        return WAD, True
     health = eq * WAD // requirement
     if health <= rp.penalty:
-        return WAD
+        return WAD, True
     f = div_up((rp.target_health - health) * WAD, rp.target_health - rp.penalty)
     f = min(f, rp.close_factor)
     if f >= WAD:
-        return WAD
+        return WAD, False
     if mul_wad_down(WAD - f, requirement) < rp.dust:
-        return WAD
-    return f
+        return WAD, True
+    return f, False
+
+
+def fraction_taken(requested: int, eq: int, requirement: int, rp: RiskParams) -> int:
+    """The fraction `liquidate` actually takes for a requested one."""
+    f, full = max_fraction(eq, requirement, rp)
+    return f if full or requested > f else requested
+
+
+def pending_loss_charge(cash: int, snapshot: int, loss_index: int) -> int:
+    """Socialised-loss charge not yet settled (MarginAccount.lossIndex is multiplicative)."""
+    if cash <= 0 or snapshot == 0 or snapshot == loss_index:
+        return 0
+    return cash - cash * loss_index // snapshot
 
 
 def penalty_for(fraction: int, requirement: int, rp: RiskParams) -> int:
