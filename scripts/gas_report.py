@@ -108,7 +108,11 @@ def main() -> int:
             for s in SCENARIO_COUNTS:
                 got = measure(ape.accounts.test_accounts, ape.project, ape.chain, n, s)
                 rows.extend(got)
-                print(" ".join(f"{r['op']}={r['gas']:,}" for r in got), f"(assets={n}, scenarios={s})", flush=True)
+                print(
+                    " ".join(f"{r['op']}={r['gas']:,}" for r in got),
+                    f"(assets={n}, scenarios={s})",
+                    flush=True,
+                )
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(rows, indent=2) + "\n")
     print(f"written: {OUT}")

@@ -84,14 +84,32 @@ def run() -> list[Row]:
             m = stack.margin.marginOf(account.address)
             mirror = margin(p, prices, stack.params)
             onchain = (m.equity, m.valueAtRisk, m.stress, m.floor, m.maintenance, m.initial)
-            expected = (mirror.equity, mirror.value_at_risk, mirror.stress, mirror.floor, mirror.maintenance,
-                        mirror.initial)
+            expected = (
+                mirror.equity,
+                mirror.value_at_risk,
+                mirror.stress,
+                mirror.floor,
+                mirror.maintenance,
+                mirror.initial,
+            )
             if onchain != expected:
                 raise SystemExit(f"{name}: chain {onchain} != integer mirror {expected}")
             iso = isolated_maintenance(p, prices, stack.params)
             gross = sum((p.collateral[i] + abs(p.size[i])) * prices[i] // WAD for i in range(len(prices)))
-            rows.append(Row(name, description, usd(gross), usd(m.equity), usd(m.valueAtRisk), usd(m.stress),
-                            usd(m.floor), usd(m.maintenance), usd(iso), iso / m.maintenance))
+            rows.append(
+                Row(
+                    name,
+                    description,
+                    usd(gross),
+                    usd(m.equity),
+                    usd(m.valueAtRisk),
+                    usd(m.stress),
+                    usd(m.floor),
+                    usd(m.maintenance),
+                    usd(iso),
+                    iso / m.maintenance,
+                )
+            )
         return rows
 
 
@@ -116,7 +134,8 @@ def main() -> int:
     (OUT / "report.md").write_text(
         "# Cross vs isolated margin\n\nMaintenance margin of three portfolios on a local anvil chain "
         "(WETH $2,000, WBTC $60,000, SOL $150; default risk parameters of sim/deployment.py).\n\n"
-        + table + "\n"
+        + table
+        + "\n"
     )
     print(table)
     print(f"\nwritten: {OUT / 'report.md'}, {OUT / 'portfolios.json'}")

@@ -47,20 +47,18 @@ class Stack:
     params: RiskParams
 
     def token_units(self, asset: int, units: float) -> int:
-        return int(round(units * 10 ** self.assets[asset].decimals))
+        return round(units * 10 ** self.assets[asset].decimals)
 
     def set_price(self, asset: int, price: float) -> None:
-        self.feeds[asset].setPrice(int(round(price * 10**FEED_DECIMALS)), sender=self.admin)
+        self.feeds[asset].setPrice(round(price * 10**FEED_DECIMALS), sender=self.admin)
 
 
 def feed_answer(price: float) -> int:
-    return int(round(price * 10**FEED_DECIMALS))
+    return round(price * 10**FEED_DECIMALS)
 
 
 def oracle_configs(feeds: Sequence[Any]) -> list[OracleConfig]:
-    return [
-        OracleConfig(feed.address, HEARTBEAT, FEED_DECIMALS, 1, feed_answer(1e9) - 1) for feed in feeds
-    ]
+    return [OracleConfig(feed.address, HEARTBEAT, FEED_DECIMALS, 1, feed_answer(1e9) - 1) for feed in feeds]
 
 
 def default_params(assets: Sequence[AssetSpec], corr: Sequence[Sequence[float]] | None = None) -> RiskParams:
@@ -79,7 +77,9 @@ def deploy_stack(
     from ape import project
 
     if params is None:
-        params = default_params(assets, DEFAULT_CORR if tuple(assets) == DEFAULT_ASSETS and corr is None else corr)
+        params = default_params(
+            assets, DEFAULT_CORR if tuple(assets) == DEFAULT_ASSETS and corr is None else corr
+        )
     quote = project.MockERC20.deploy("USD Coin", "USDC", 6, sender=admin)
     margin = project.MarginAccount.deploy(quote.address, admin.address, delay, sender=admin)
     lens = project.MarginLens.deploy(margin.address, sender=admin)
@@ -100,7 +100,7 @@ def deploy_stack(
 
 
 def fund_cash(stack: Stack, account: Any, usd: float) -> None:
-    amount = int(round(usd * 1e6))
+    amount = round(usd * 1e6)
     stack.quote.mint(account.address, amount, sender=account)
     stack.quote.approve(stack.margin.address, amount, sender=account)
     stack.margin.depositCash(account.address, amount, sender=account)
@@ -117,9 +117,9 @@ def fund_collateral(stack: Stack, account: Any, asset: int, units: float) -> Non
 def trade(stack: Stack, buyer: Any, seller: Any, asset: int, units: float, price: float | None = None) -> Any:
     """Settles a perp trade of `units` between two accounts that authorised the admin as matcher."""
     px = stack.assets[asset].price if price is None else price
-    size = int(round(units * WAD))
+    size = round(units * WAD)
     return stack.margin.settleTrade(
-        (buyer.address, seller.address, asset, size, int(round(px * WAD))), sender=stack.admin
+        (buyer.address, seller.address, asset, size, round(px * WAD)), sender=stack.admin
     )
 
 

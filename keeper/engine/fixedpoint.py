@@ -51,4 +51,4 @@ def sqrt_up(a: int) -> int:
 
 def to_wad(x: float) -> int:
     """A float to WAD, rounded to nearest (for building parameters, never for margin math)."""
-    return int(round(x * WAD))
+    return round(x * WAD)

@@ -156,5 +156,3 @@ def standard_shocks(n: int, crash: float = 0.3, alone: float = 0.2, apart: float
             row[i], row[i + 1] = sign * apart, -sign * apart
             out.append(row)
     return out[:MAX_SCENARIOS]
-
-
