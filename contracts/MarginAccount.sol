@@ -18,7 +18,8 @@ import {RiskEngine} from "./RiskEngine.sol";
 /// @title Cross-margin accounts: quote cash, multi-asset collateral and perps in one ledger
 /// @notice Margined on the net risk of the whole account (RiskEngine). Ledger identity, exact at all times:
 ///   quote balance * quoteScale == sum(cash) - sum(costBasis) + insuranceFund + fundingPool - lossPending
-///                                 + unbackedDebt
+///                                 - unbackedDebt
+/// (unbackedDebt is owed to cash holders and backed by no token: the claims exceed the balance by it)
 ///   collateral balance_i * scale_i == sum(collateral_i)
 /// Socialised loss: a deficit the insurance fund cannot cover is charged pro rata to every positive cash
 /// balance, lazily through the multiplicative `lossIndex` (each balance keeps lossIndex / snapshot of

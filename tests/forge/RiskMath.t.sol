@@ -513,20 +513,22 @@ contract RiskMathTest is Test {
         x.dust = _r(seed, 7) % 3 == 0 ? 0 : bound(_r(seed, 8), 0, 1e24);
     }
 
-    function _maxF(LiqInput memory x) internal pure returns (uint256) {
-        (uint256 f,) = LiquidationMath.maxFraction(x.equity, x.r, x.pi, x.hStar, x.cf, x.dust);
-        return f;
+    function _maxF(LiqInput memory x) internal pure returns (uint256 f) {
+        (f,) = LiquidationMath.maxFraction(x.equity, x.r, x.pi, x.hStar, x.cf, x.dust);
     }
 
     function testFuzz_maxFractionProperties(uint256 seed) public pure {
         LiqInput memory x = _liq(seed);
-        uint256 f = _maxF(x);
-        assertEq(f, SpecMath.maxFraction(x.equity, x.r, x.pi, x.hStar, x.cf, x.dust), "== spec reference");
+        (uint256 f, bool full) = LiquidationMath.maxFraction(x.equity, x.r, x.pi, x.hStar, x.cf, x.dust);
+        (uint256 sf, bool sfull) = SpecMath.maxFraction(x.equity, x.r, x.pi, x.hStar, x.cf, x.dust);
+        assertEq(f, sf, "== spec reference");
+        assertEq(full, sfull, "closeInFull == spec reference");
         assertGt(f, 0, "never zero");
         assertLe(f, WAD, "<= 1");
+        if (full) assertEq(f, WAD, "close in full means fraction 1");
         uint256 h = x.equity > 0 ? uint256(x.equity) * WAD / x.r : 0;
         // full when deep under water
-        if (x.equity <= 0 || h <= x.pi) assertEq(f, WAD, "full when h <= penalty");
+        if (x.equity <= 0 || h <= x.pi) assertTrue(full && f == WAD, "full when h <= penalty");
         if (f < WAD) {
             // <= close factor unless full
             assertLe(f, x.cf, "<= closeFactor unless full");
@@ -537,7 +539,7 @@ contract RiskMathTest is Test {
                 assertGe(f * (x.hStar - x.pi), (x.hStar - h) * WAD, "f rounds up (restores h*)");
                 assertLt((f - 1) * (x.hStar - x.pi), (x.hStar - h) * WAD, "f is the smallest such");
             }
-            // health after a slice f: (E - pi f R) / ((1 - f) R) > h >= pi region
+            // a partial slice only above the penalty (where it raises health)
             assertGt(h, x.pi, "partial only above the penalty");
         }
     }

@@ -1,0 +1,974 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
+
+import {MarginAccount} from "../../contracts/MarginAccount.sol";
+import {MarginLens} from "../../contracts/periphery/MarginLens.sol";
+import {MockAggregator} from "../../contracts/mocks/MockAggregator.sol";
+import {MockERC20} from "../../contracts/mocks/MockERC20.sol";
+import {IMarginErrors} from "../../contracts/interfaces/IMarginAccount.sol";
+import {
+    RiskParams,
+    AccountState,
+    Margin,
+    Trade,
+    Witness,
+    WitnessKind,
+    LiquidationPreview
+} from "../../contracts/interfaces/IMarginTypes.sol";
+import {SpecMath} from "./utils/SpecMath.sol";
+import {Test, FuzzSelector, console} from "./utils/Test.sol";
+import {Fixture} from "./utils/Fixture.sol";
+
+/// @notice Drives the protocol with random but well-formed actions. Every action catches its own reverts
+/// (an expected refusal is not a failure), so each call counts; properties that must hold right after an
+/// action (c, d, e, g) are recorded in ghost flags which the invariant asserts after every call.
+contract Handler is Test {
+    uint256 internal constant WAD = 1e18;
+    uint256 internal constant N = 3;
+    uint256 internal constant QUOTE_SCALE = 1e12;
+    /// @notice relative tolerance for the health comparison of property (d): 1e-12 (see `_checkHealth`)
+    uint256 internal constant HEALTH_TOL = 1e12;
+
+    MarginAccount public immutable margin;
+    MarginLens public immutable lens;
+    MockERC20 public immutable usd;
+    MockERC20[N] internal tokens;
+    MockAggregator[N] internal feeds;
+    uint256[N] internal scales;
+    uint256[N] internal startWad;
+    uint256[N] internal maxDeposit;
+
+    address[] internal actors;
+    address public immutable liquidator;
+    /// @notice a deep market maker: the counterparty of half the trades, so that an actor can lever up
+    /// to its own margin limit
+    address public immutable maker;
+    /// @notice every account that can hold ledger state (actors + maker + liquidator)
+    address[] internal accounts;
+
+    uint256 public currentTime;
+
+    // ---------------------------------------------------------------- ghosts: violations (must stay false)
+    bool public ghostHealthyLiquidated; // (c) an account with E >= MM was liquidated
+    bool public ghostUnprovenWitness; // a witness with R_w <= E was accepted
+    bool public ghostHealthDropped; // (d) a partial liquidation lowered E/MM
+    bool public ghostFullCloseLeftover; // a full close left positions or negative cash behind
+    bool public ghostBystanderHarmed; // (g) a liquidation raised a third party's equity, or charged >100%
+    bool public ghostClampBroken; // taken > fraction asked, or != min(fraction, previewed max)
+    bool public ghostParamsRefused; // a well-formed one-step parameter update was refused
+    bool public ghostWithdrawBelowIM; // (e) a withdrawal left E < IM
+    bool public ghostTradeBelowIM; // (e) a trade left E < IM without lowering MM at equal-or-better E
+    string public ghostDetail; // what the first violation was
+
+    // ---------------------------------------------------------------- ghosts: statistics
+    uint256 public calls;
+    uint256 public nDeposits;
+    uint256 public nWithdrawals;
+    uint256 public nWithdrawRefused;
+    uint256 public nTrades;
+    uint256 public nTradeRefused;
+    uint256 public nPriceMoves;
+    uint256 public nFunding;
+    uint256 public nParamUpdates;
+    uint256 public nParamRejected;
+    uint256 public nLiquidations;
+    uint256 public nFullCloses;
+    uint256 public nHealthyAttempts;
+    uint256 public nBadDebtCloses;
+    uint256 public nLiquidatableSeen;
+    uint256 public nDeepPartial; // partial liquidations at h_w <= penalty (must stay 0)
+    uint256 public nValidRefused; // liquidations with a proving witness that were refused anyway
+
+    constructor(
+        MarginAccount margin_,
+        MarginLens lens_,
+        MockERC20 usd_,
+        MockERC20[N] memory tokens_,
+        MockAggregator[N] memory feeds_,
+        uint256[N] memory startWad_,
+        address[] memory actors_,
+        address maker_,
+        address liquidator_
+    ) {
+        (margin, lens, usd, tokens, feeds, startWad, actors, maker, liquidator) =
+            (margin_, lens_, usd_, tokens_, feeds_, startWad_, actors_, maker_, liquidator_);
+        for (uint256 i; i < N; ++i) {
+            (, scales[i]) = margin.assetToken(i);
+            // about 50k USD of each asset at start prices, in token units
+            maxDeposit[i] = 50_000e18 * WAD / startWad[i] / scales[i];
+        }
+        accounts = actors_;
+        accounts.push(maker_);
+        accounts.push(liquidator_);
+        currentTime = block.timestamp;
+    }
+
+    // ================================================================ views for the invariant
+
+    function allAccounts() external view returns (address[] memory) {
+        return accounts;
+    }
+
+    function tokenOf(uint256 i) external view returns (MockERC20) {
+        return tokens[i];
+    }
+
+    // ================================================================ actions
+
+    function depositCash(uint256 actorSeed, uint256 amountSeed) external {
+        _begin();
+        address a = _actor(actorSeed);
+        // mostly 1..50k USD, sometimes a few micro-dollars
+        uint256 amount = amountSeed % 8 == 0 ? bound(amountSeed >> 8, 1, 1000) : bound(amountSeed >> 8, 1e6, 50_000e6);
+        usd.mint(a, amount);
+        vm.prank(a);
+        margin.depositCash(a, amount);
+        ++nDeposits;
+    }
+
+    function withdrawCash(uint256 actorSeed, uint256 amountSeed) external {
+        _begin();
+        address a = _actor(actorSeed);
+        int256 cash = margin.accountState(a).cash;
+        if (cash < int256(QUOTE_SCALE)) return;
+        uint256 maxUnits = uint256(cash) / QUOTE_SCALE;
+        uint256 amount = bound(amountSeed >> 2, 1, maxUnits);
+        if (amountSeed % 2 == 0) {
+            // all the free margin E - IM (or all cash): leaves the account close to IM
+            Margin memory m = margin.marginOf(a);
+            int256 free = (m.equity - int256(m.initial)) / int256(QUOTE_SCALE);
+            amount = free <= 0 ? 1 : Math.min(uint256(free), maxUnits);
+        }
+        vm.prank(a);
+        try margin.withdrawCash(amount, a) {
+            ++nWithdrawals;
+            _checkAboveIM(a, "withdrawCash");
+        } catch {
+            ++nWithdrawRefused;
+        }
+    }
+
+    function depositCollateral(uint256 actorSeed, uint256 assetSeed, uint256 amountSeed) external {
+        _begin();
+        address a = _actor(actorSeed);
+        uint256 i = assetSeed % N;
+        uint256 amount =
+            amountSeed % 8 == 0 ? bound(amountSeed >> 8, 1, 1000) : bound(amountSeed >> 8, 1, maxDeposit[i]);
+        tokens[i].mint(a, amount);
+        vm.prank(a);
+        margin.depositCollateral(a, i, amount);
+        ++nDeposits;
+    }
+
+    function withdrawCollateral(uint256 actorSeed, uint256 assetSeed, uint256 amountSeed) external {
+        _begin();
+        address a = _actor(actorSeed);
+        uint256 i = assetSeed % N;
+        uint256 maxUnits = margin.accountState(a).collateral[i] / scales[i];
+        if (maxUnits == 0) return;
+        uint256 amount = bound(amountSeed >> 2, 1, maxUnits);
+        if (amountSeed % 2 == 0) {
+            // about the free margin's worth: (E - IM) / price
+            Margin memory m = margin.marginOf(a);
+            int256 free = m.equity - int256(m.initial);
+            uint256 units = free <= 0 ? 1 : uint256(free) * WAD / margin.prices()[i] / scales[i];
+            amount = Math.min(Math.max(units, 1), maxUnits);
+        }
+        vm.prank(a);
+        try margin.withdrawCollateral(i, amount, a) {
+            ++nWithdrawals;
+            _checkAboveIM(a, "withdrawCollateral");
+        } catch {
+            ++nWithdrawRefused;
+        }
+    }
+
+    /// @notice A bilateral trade by the matcher (this handler), sized against the smaller equity
+    /// (0-6x leverage), or a reducing trade that closes part of the buyer's short.
+    function trade(uint256 buyerSeed, uint256 sellerSeed, uint256 assetSeed, uint256 sizeSeed, uint256 priceSeed)
+        external
+    {
+        _begin();
+        address buyer = _actor(buyerSeed);
+        address seller = _actor(sellerSeed);
+        if (buyer == seller) seller = actors[(buyerSeed % actors.length + 1) % actors.length];
+        if (sellerSeed % 2 == 0) {
+            // against the maker, on either side
+            if (sellerSeed % 4 == 0) seller = maker;
+            else (buyer, seller) = (maker, buyer);
+        }
+        uint256 i = assetSeed % N;
+        uint256 oracle = margin.prices()[i];
+        // price inside the band: mostly +-0.5%, one in three anywhere in +-9.99%
+        uint256 spread = priceSeed % 3 == 0 ? 999 : 50;
+        uint256 off = bound(priceSeed >> 2, 0, 2 * spread);
+        uint256 price = oracle * (10_000 + off - spread) / 10_000;
+        _trade(buyer, seller, i, price, sizeSeed);
+    }
+
+    function _trade(address buyer, address seller, uint256 i, uint256 price, uint256 sizeSeed) internal {
+        Margin memory b0 = margin.marginOf(buyer);
+        Margin memory s0 = margin.marginOf(seller);
+        int256 freeB = b0.equity - int256(b0.initial);
+        int256 freeS = s0.equity - int256(s0.initial);
+        uint256 size = _tradeSize(buyer, i, freeB < freeS ? freeB : freeS, sizeSeed, price);
+        // one in three: "max leverage" - retry with smaller sizes until the margin check passes, which
+        // leaves the account close to IM (where small moves make it liquidatable)
+        uint256 tries = sizeSeed % 3 == 0 ? 5 : 1;
+        for (uint256 t; t < tries; ++t) {
+            try margin.settleTrade(Trade(buyer, seller, uint8(i), uint128(size), uint128(price))) {
+                ++nTrades;
+                _checkTrade(buyer, b0);
+                _checkTrade(seller, s0);
+                return;
+            } catch {
+                ++nTradeRefused;
+                size = size * 2 / 3;
+                if (size == 0) return;
+            }
+        }
+    }
+
+    /// @notice Bounded random walk: mostly +-5%, often large drops (-15..-50%), crashes (-50..-80%) or jumps
+    /// (+15..+50%); kept within [start/25, start*25].
+    function movePrice(uint256 assetSeed, uint256 moveSeed) external {
+        _begin();
+        uint256 r = moveSeed % 100;
+        uint256 x = moveSeed >> 8;
+        uint256 factor; // per mille
+        if (r < 60) factor = bound(x, 950, 1050);
+        else if (r < 80) factor = bound(x, 500, 850);
+        else if (r < 87) factor = bound(x, 200, 500);
+        else factor = bound(x, 1150, 1500);
+        _movePrice(assetSeed % N, factor);
+    }
+
+    function _movePrice(uint256 i, uint256 factorPerMille) internal {
+        uint256 p = margin.prices()[i] * factorPerMille / 1000;
+        if (p < startWad[i] / 25) p = startWad[i] / 25;
+        if (p > startWad[i] * 25) p = startWad[i] * 25;
+        feeds[i].setPrice(int256(p / 10 ** (18 - feeds[i].decimals())));
+        ++nPriceMoves;
+    }
+
+    function accrueFunding(uint256 assetSeed, uint256 deltaSeed) external {
+        _begin();
+        uint256 i = assetSeed % N;
+        int256 maxDelta = int256(margin.prices()[i] * margin.MAX_FUNDING_STEP() / WAD);
+        int256 delta = bound(int256(deltaSeed), -maxDelta, maxDelta);
+        margin.accrueFunding(i, delta);
+        ++nFunding;
+    }
+
+    /// @notice Time passes (less than a heartbeat; every feed is re-posted) and every price drifts by up to 6%.
+    function advanceTime(uint256 dtSeed) external {
+        _begin();
+        _advance(bound(dtSeed, 1, 3000));
+        for (uint256 i; i < N; ++i) {
+            _movePrice(i, bound(uint256(keccak256(abi.encode(dtSeed, i))), 940, 1060));
+        }
+    }
+
+    /// @notice Proposes parameters within one allowed step of the current ones, waits out the delay
+    /// (re-posting the feeds) and activates them.
+    function changeRiskParams(uint256 seed) external {
+        _begin();
+        (RiskParams memory p, int256[] memory s) = lens.riskParams();
+        p.z = _scalar(seed, 0, p.z, 1.5e18, 3.5e18);
+        p.imFactor = _scalar(seed, 1, p.imFactor, 1.1e18, 1.6e18);
+        p.gamma = _scalar(seed, 2, p.gamma, 0.2e18, 0.8e18);
+        p.penalty = _scalar(seed, 3, p.penalty, 0.02e18, 0.1e18);
+        p.closeFactor = _scalar(seed, 4, p.closeFactor, 0.25e18, 1e18);
+        p.insuranceShare = bound(_rand(seed, 5), 0, 1e18);
+        p.targetHealth = bound(_rand(seed, 6), 1.1e18, 1.5e18);
+        p.dust = bound(_rand(seed, 7), 0, 100e18);
+        for (uint256 k; k < N; ++k) {
+            p.weights[k] = uint256(_entry(seed, 10 + k, int256(p.weights[k]), 0.03e18, 0.02e18, 0.3e18));
+        }
+        for (uint256 k; k < p.chol.length; ++k) {
+            bool diag = k == 0 || k == 2 || k == 5;
+            p.chol[k] = _entry(seed, 20 + k, p.chol[k], 0.02e18, diag ? int256(0.01e18) : -0.2e18, 0.2e18);
+        }
+        for (uint256 k; k < s.length; ++k) {
+            s[k] = _entry(seed, 40 + k, s[k], 0.04e18, -0.9e18, 0.9e18);
+        }
+        try margin.proposeRiskParams(p, s) {}
+        catch {
+            ++nParamRejected; // a well-formed one-step update should never be refused
+            ghostParamsRefused = true;
+            _detail("risk-param proposal refused", address(0), 0, 0, 0);
+            return;
+        }
+        _advance(margin.riskParamsDelay() + 1);
+        margin.activateRiskParams();
+        ++nParamUpdates;
+    }
+
+    /// @notice Liquidation driven by the keeper's view: the previewed witness (or a random one), and the
+    /// previewed fraction, a random one, or "everything" (which must be clamped).
+    function liquidate(uint256 victimSeed, uint256 fractionSeed, uint256 witnessSeed) external {
+        _begin();
+        // the keeper's scan: the first liquidatable actor from a random start, else a random (healthy) one
+        LiquidationPreview[] memory all = lens.previewLiquidations(actors);
+        uint256 k = victimSeed % actors.length;
+        for (uint256 j; j < actors.length && !all[k].liquidatable; ++j) {
+            k = (k + 1) % actors.length;
+        }
+        address victim = actors[k];
+        LiquidationPreview memory pv = all[k];
+        if (pv.liquidatable) ++nLiquidatableSeen;
+        if (!pv.ok) return;
+        if (!pv.liquidatable) {
+            _tryHealthy(victim, fractionSeed, witnessSeed);
+            return;
+        }
+        bool usePreview = witnessSeed % 4 != 0;
+        Witness memory w = usePreview ? pv.witness : _randomWitness(witnessSeed >> 2);
+        uint256 mode = fractionSeed % 3;
+        uint256 fraction =
+            mode == 0 ? pv.maxFraction : mode == 1 ? bound(fractionSeed >> 2, 1, WAD) : type(uint256).max;
+        _liquidate(victim, w, fraction, usePreview ? pv.maxFraction : type(uint256).max);
+    }
+
+    /// @notice A keeper pass right after the market moved: every liquidatable actor is liquidated once with
+    /// the previewed witness and a random or the previewed fraction.
+    function keeperSweep(uint256 fractionSeed) external {
+        _begin();
+        for (uint256 k; k < actors.length; ++k) {
+            // previewed right before each liquidation: an earlier one in the sweep may have socialised a loss
+            LiquidationPreview memory pv = lens.previewLiquidation(actors[k]);
+            if (!pv.ok || !pv.liquidatable) continue;
+            ++nLiquidatableSeen;
+            uint256 seed = uint256(keccak256(abi.encode(fractionSeed, k)));
+            uint256 fraction = seed % 2 == 0 ? pv.maxFraction : bound(seed >> 1, 1, WAD);
+            _liquidate(actors[k], pv.witness, fraction, pv.maxFraction);
+        }
+    }
+
+    /// @notice A random witness and fraction against any actor: must be refused unless a component
+    /// above equity is witnessed.
+    function liquidateRandom(uint256 victimSeed, uint256 fractionSeed, uint256 witnessSeed) external {
+        _begin();
+        address victim = _actor(victimSeed);
+        Margin memory m = margin.marginOf(victim);
+        if (m.equity >= int256(m.maintenance)) {
+            _tryHealthy(victim, fractionSeed, witnessSeed);
+            return;
+        }
+        _liquidate(victim, _randomWitness(witnessSeed), bound(fractionSeed, 1, 2 * WAD), type(uint256).max);
+    }
+
+    /// @dev mostly 0-4x the smaller free margin (E - IM) in notional: the marginal IM of a new position is
+    /// 30-50% of its notional here, so many trades use up the margin (or are refused); one in four
+    /// reduces the buyer's short instead
+    function _tradeSize(address buyer, uint256 i, int256 freeMin, uint256 sizeSeed, uint256 price)
+        internal
+        view
+        returns (uint256 size)
+    {
+        int256 buyerSize = margin.accountState(buyer).size[i];
+        if (sizeSeed % 4 == 0 && buyerSize < 0 && buyer != maker) return bound(sizeSeed >> 2, 1, uint256(-buyerSize)); // reduce
+        uint256 base = freeMin > 0 ? uint256(freeMin) : 100e18;
+        size = base * bound(sizeSeed >> 2, 0, 4000) / 1000 * WAD / price;
+        if (size == 0) size = 1 + (sizeSeed >> 20) % 1e6;
+    }
+
+    // ================================================================ checks
+
+    function _tryHealthy(address victim, uint256 fractionSeed, uint256 witnessSeed) internal {
+        ++nHealthyAttempts;
+        Margin memory m = margin.marginOf(victim);
+        Witness memory w = _randomWitness(witnessSeed);
+        vm.prank(liquidator);
+        try margin.liquidate(victim, bound(fractionSeed, 1, WAD), w) returns (uint256 taken) {
+            if (!ghostHealthyLiquidated) {
+                ghostHealthyLiquidated = true;
+                _detail("healthy account liquidated", victim, m.equity, int256(m.maintenance), taken);
+            }
+        } catch {}
+    }
+
+    /// @dev what the handler expects of one liquidation, from the state right before it
+    struct Expect {
+        address victim;
+        Margin m0;
+        uint256 req; // R_w recomputed with SpecMath
+        bool provable; // valid witness and E < R_w
+        uint256 maxF; // SpecMath.maxFraction
+        bool full; // must close in full
+        uint256 penalty; // the penalty rate in force
+        uint256 fraction; // asked
+        uint256 previewMax; // the lens's maxFraction, or max uint when not from a preview
+        int256[] bystanderEquity; // E of every other account (not victim, not liquidator) before
+        bool[] cashOnly; // ... and whether it held nothing but cash
+    }
+
+    function _liquidate(address victim, Witness memory w, uint256 fraction, uint256 previewMax) internal {
+        Expect memory x;
+        (x.victim, x.fraction, x.previewMax) = (victim, fraction, previewMax);
+        x.m0 = margin.marginOf(victim);
+        (RiskParams memory rp, int256[] memory shocks) = lens.riskParams();
+        bool valid;
+        (valid, x.req) = _requirement(victim, w, rp, shocks);
+        x.provable = valid && x.m0.equity < int256(x.req);
+        x.penalty = rp.penalty;
+        (x.bystanderEquity, x.cashOnly) = _bystanders(victim);
+        if (x.provable) {
+            (x.maxF, x.full) =
+                SpecMath.maxFraction(x.m0.equity, x.req, rp.penalty, rp.targetHealth, rp.closeFactor, rp.dust);
+        }
+        vm.prank(liquidator);
+        try margin.liquidate(victim, fraction, w) returns (uint256 taken) {
+            ++nLiquidations;
+            _afterLiquidation(x, taken);
+        } catch {
+            if (x.provable) ++nValidRefused;
+        }
+    }
+
+    function _afterLiquidation(Expect memory x, uint256 taken) internal {
+        if (!x.provable && !ghostUnprovenWitness) {
+            ghostUnprovenWitness = true;
+            _detail("unproven witness accepted", x.victim, x.m0.equity, int256(x.req), taken);
+        }
+        // taken == min(fraction, max allowed), or the whole book where it must be closed in full
+        uint256 expected = x.full ? WAD : Math.min(x.fraction, x.maxF);
+        bool clampOk = taken == expected
+            && (x.previewMax == type(uint256).max || x.full || taken == Math.min(x.fraction, x.previewMax));
+        if (!clampOk && !ghostClampBroken) {
+            ghostClampBroken = true;
+            _detail("taken != min(fraction, maxFraction)", x.victim, int256(x.fraction), int256(x.maxF), taken);
+        }
+        _checkBystanders(x);
+        if (taken == WAD) {
+            ++nFullCloses;
+            _checkClosed(x.victim);
+            if (x.m0.equity < 0) ++nBadDebtCloses;
+            return;
+        }
+        // h_w <= penalty must close in full (a partial slice would lower health): counted, and (d) flags it
+        if (x.m0.equity <= 0 || uint256(x.m0.equity) * WAD / x.req <= x.penalty) ++nDeepPartial;
+        _checkHealth(x.victim, x.m0, taken);
+    }
+
+    function _bystanders(address victim) internal view returns (int256[] memory e, bool[] memory cashOnly) {
+        e = new int256[](accounts.length);
+        cashOnly = new bool[](accounts.length);
+        for (uint256 k; k < accounts.length; ++k) {
+            address a = accounts[k];
+            if (a == victim || a == liquidator) continue;
+            e[k] = margin.marginOf(a).equity;
+            AccountState memory st = margin.accountState(a);
+            cashOnly[k] = true;
+            for (uint256 i; i < N; ++i) {
+                if (st.collateral[i] != 0 || st.size[i] != 0 || st.costBasis[i] != 0) cashOnly[k] = false;
+            }
+        }
+    }
+
+    /// @dev (g) a liquidation touches third parties only through a socialised loss, which only charges
+    /// positive cash, at most all of it: no bystander gains, and a cash-only balance that was >= 0 stays >= 0.
+    function _checkBystanders(Expect memory x) internal {
+        for (uint256 k; k < accounts.length; ++k) {
+            address a = accounts[k];
+            if (a == x.victim || a == liquidator) continue;
+            int256 e1 = margin.marginOf(a).equity;
+            bool bad = e1 > x.bystanderEquity[k] || (x.cashOnly[k] && x.bystanderEquity[k] >= 0 && e1 < 0);
+            if (bad && !ghostBystanderHarmed) {
+                ghostBystanderHarmed = true;
+                _detail("bystander gained, or cash-only balance charged over 100%", a, x.bystanderEquity[k], e1, 0);
+            }
+        }
+    }
+
+    /// @dev The witnessed requirement R_w, recomputed from raw state with the independent SpecMath reference
+    function _requirement(address victim, Witness memory w, RiskParams memory rp, int256[] memory shocks)
+        internal
+        view
+        returns (bool valid, uint256 req)
+    {
+        AccountState memory st = margin.accountState(victim);
+        uint256[] memory p = margin.prices();
+        uint256 n = rp.weights.length;
+        if (w.kind == WitnessKind.Floor) {
+            uint256[] memory gross = new uint256[](n);
+            for (uint256 i; i < n; ++i) {
+                gross[i] = SpecMath.gross(st.collateral[i], st.size[i], p[i]);
+            }
+            return (true, SpecMath.floor(gross, rp.weights, rp.gamma));
+        }
+        int256[] memory e = new int256[](n);
+        for (uint256 i; i < n; ++i) {
+            e[i] = SpecMath.exposure(st.collateral[i], st.size[i], p[i]);
+        }
+        if (w.kind == WitnessKind.VaR) return (true, SpecMath.valueAtRisk(e, rp.chol, rp.z));
+        if (w.scenario >= shocks.length / n) return (false, 0);
+        return (true, SpecMath.scenarioLoss(e, shocks, w.scenario));
+    }
+
+    /// @dev (d) E1/MM1 >= E0/MM0 * (1 - 1e-12), with E1 given 4 wei of absolute slack. The tolerance covers
+    /// wei rounding only: the slice moves amounts rounded toward zero and its value is rounded down (E1 may
+    /// fall short of E0 - penalty by ~1 wei per asset), exposures round away from zero and VaR/floor/stress
+    /// round up (MM1 may exceed (1 - f) MM0 by a few wei). Books here are >= 1e18 wei, so a few wei are
+    /// < 1e-12 relative unless a parameter update set `dust` near 0 and E is tiny (hence the 4 wei).
+    /// A partial liquidation at E0 <= 0 is a violation by itself (such a book must be closed in full).
+    function _checkHealth(address victim, Margin memory m0, uint256 taken) internal {
+        Margin memory m1 = margin.marginOf(victim);
+        if (m1.maintenance == 0) return; // nothing left at risk: infinite health
+        // (E1 + 4) * MM0 * 1e12 >= E0 * MM1 * (1e12 - 1)
+        bool ok = m0.equity > 0 && m1.equity + 4 > 0
+            && uint256(m1.equity + 4) * m0.maintenance * HEALTH_TOL
+                >= uint256(m0.equity) * m1.maintenance * (HEALTH_TOL - 1);
+        if (!ok && !ghostHealthDropped) {
+            ghostHealthDropped = true;
+            _detail("partial liquidation lowered health", victim, m0.equity, m1.equity, taken);
+            ghostDetail = string.concat(ghostDetail, " MM0=", _u(m0.maintenance), " MM1=", _u(m1.maintenance));
+        }
+    }
+
+    function _checkClosed(address victim) internal {
+        AccountState memory s = margin.accountState(victim);
+        bool left = s.cash < 0;
+        for (uint256 i; i < N; ++i) {
+            if (s.collateral[i] != 0 || s.size[i] != 0 || s.costBasis[i] != 0) left = true;
+        }
+        if (left && !ghostFullCloseLeftover) {
+            ghostFullCloseLeftover = true;
+            _detail("full close left state behind", victim, s.cash, 0, WAD);
+        }
+    }
+
+    function _checkAboveIM(address a, string memory what) internal {
+        Margin memory m = margin.marginOf(a);
+        if (m.equity < int256(m.initial) && !ghostWithdrawBelowIM) {
+            ghostWithdrawBelowIM = true;
+            _detail(string.concat(what, " left E < IM"), a, m.equity, int256(m.initial), 0);
+        }
+    }
+
+    /// @dev (e) after a trade: E >= IM, or MM strictly lower than before and E not lower. "Before" is read
+    /// before the trade settles funding on the traded asset; funding settles rounded up against the
+    /// account, so E may drop by 1 wei through settlement alone: tolerance 1 wei on E.
+    function _checkTrade(address a, Margin memory m0) internal {
+        Margin memory m1 = margin.marginOf(a);
+        if (m1.equity >= int256(m1.initial)) return;
+        if (m1.maintenance < m0.maintenance && m1.equity + 1 >= m0.equity) return;
+        if (!ghostTradeBelowIM) {
+            ghostTradeBelowIM = true;
+            _detail("trade left E < IM", a, m1.equity, int256(m1.initial), 0);
+            ghostDetail = string.concat(ghostDetail, " E0=", _i(m0.equity), " MM0=", _u(m0.maintenance), " MM1=", _u(m1.maintenance));
+        }
+    }
+
+    // ================================================================ helpers
+
+    /// @dev every action first restores the handler's clock (forge may reset the block env between calls)
+    function _begin() internal {
+        ++calls;
+        vm.warp(currentTime);
+    }
+
+    function _advance(uint256 dt) internal {
+        currentTime += dt;
+        vm.warp(currentTime);
+        for (uint256 i; i < N; ++i) {
+            (, int256 a,,,) = feeds[i].latestRoundData();
+            feeds[i].setPrice(a);
+        }
+    }
+
+    function _actor(uint256 seed) internal view returns (address) {
+        return actors[seed % actors.length];
+    }
+
+    function _randomWitness(uint256 seed) internal pure returns (Witness memory) {
+        // scenario index up to 7: index 7 does not exist (7 scenarios) and must be refused
+        return Witness(WitnessKind(seed % 3), uint8((seed >> 2) % 8));
+    }
+
+    function _rand(uint256 seed, uint256 k) internal pure returns (uint256) {
+        return uint256(keccak256(abi.encode(seed, k)));
+    }
+
+    /// @dev a scalar moved by a factor in [0.8, 1.25], clamped to [lo, hi] (one step allows 2x)
+    function _scalar(uint256 seed, uint256 k, uint256 v, uint256 lo, uint256 hi) internal pure returns (uint256) {
+        uint256 f = bound(_rand(seed, k), 800, 1250);
+        v = v * f / 1000;
+        return v < lo ? lo : v > hi ? hi : v;
+    }
+
+    /// @dev an entry moved by at most `step` (below the validator's 0.05 minimum step), clamped to [lo, hi]
+    function _entry(uint256 seed, uint256 k, int256 v, int256 step, int256 lo, int256 hi)
+        internal
+        pure
+        returns (int256)
+    {
+        v += bound(int256(_rand(seed, k)), -step, step);
+        return v < lo ? lo : v > hi ? hi : v;
+    }
+
+    function _detail(string memory what, address a, int256 x, int256 y, uint256 z) internal {
+        if (bytes(ghostDetail).length != 0) return;
+        ghostDetail = string.concat(
+            what, " account=", _u(uint160(a)), " x=", _i(x), " y=", _i(y), " z=", _u(z), " t=", _u(block.timestamp)
+        );
+    }
+}
+
+/// @notice Stateful invariant campaign over the whole protocol (one campaign, every property after every
+/// call; forge runs one campaign per `invariant_*` function, so they are folded into one). 6 actors, a deep
+/// maker (counterparty of half the trades) and a deep liquidator; 64 runs x 200 calls = 12,800 calls.
+/// Properties: (a) token conservation (quote identity, each collateral), (b) zero-sum open interest,
+/// (c) healthy accounts are never liquidated, (d) a partial liquidation never lowers E/MM, (e) withdrawals and
+/// trades leave E >= IM (or, for trades, a strictly lower MM at no lower E), (f) insurance fund >= 0,
+/// (g) third parties only lose through socialised loss, never over 100% of a cash balance; plus: witnesses
+/// are verified, fractions clamped, full closes leave nothing, one-step parameter updates are accepted.
+contract InvariantTest is Fixture {
+    Handler internal handler;
+    address[] internal actors;
+    address internal liquidator;
+    address internal maker;
+
+    function setUp() public {
+        _deploy();
+        for (uint256 k; k < 6; ++k) {
+            actors.push(address(uint160(uint256(keccak256(abi.encode("actor", k))))));
+        }
+        liquidator = address(uint160(uint256(keccak256("liquidator"))));
+        MockERC20[N] memory toks = tokens;
+        MockAggregator[N] memory fds = feeds;
+        uint256[N] memory start;
+        for (uint256 i; i < N; ++i) {
+            start[i] = startUsd[i] * WAD;
+        }
+        maker = address(uint160(uint256(keccak256("maker"))));
+        handler = new Handler(margin, lens, usd, toks, fds, start, actors, maker, liquidator);
+        margin.grantRole(margin.MATCHER_ROLE(), address(handler));
+        margin.grantRole(margin.FUNDING_ROLE(), address(handler));
+        margin.grantRole(margin.RISK_ADMIN_ROLE(), address(handler));
+
+        for (uint256 k; k < actors.length; ++k) {
+            address a = actors[k];
+            vm.label(a, string.concat("actor", _u(k)));
+            _fundCash(a, 20_000 + 10_000 * k);
+            vm.startPrank(a);
+            margin.setOperator(address(handler), true);
+            usd.approve(address(margin), type(uint256).max);
+            for (uint256 i; i < N; ++i) {
+                tokens[i].approve(address(margin), type(uint256).max);
+            }
+            vm.stopPrank();
+        }
+        vm.label(liquidator, "liquidator");
+        _fundDeep(liquidator); // deep pockets: always meets IM after taking a slice
+        vm.label(maker, "maker");
+        _fundDeep(maker);
+        vm.prank(maker);
+        margin.setOperator(address(handler), true);
+        if (_insuranceUsd() > 0) {
+            usd.mint(address(this), _insuranceUsd() * 1e6);
+            usd.approve(address(margin), type(uint256).max);
+            margin.depositInsurance(_insuranceUsd() * 1e6);
+        }
+
+        targetContract(address(handler));
+        bytes4[] memory sel = new bytes4[](12);
+        sel[0] = Handler.depositCash.selector;
+        sel[1] = Handler.withdrawCash.selector;
+        sel[2] = Handler.depositCollateral.selector;
+        sel[3] = Handler.withdrawCollateral.selector;
+        sel[4] = Handler.trade.selector;
+        sel[5] = Handler.movePrice.selector;
+        sel[6] = Handler.accrueFunding.selector;
+        sel[7] = Handler.advanceTime.selector;
+        sel[8] = Handler.changeRiskParams.selector;
+        sel[9] = Handler.liquidate.selector;
+        sel[10] = Handler.liquidateRandom.selector;
+        sel[11] = Handler.keeperSweep.selector;
+        targetSelector(FuzzSelector(address(handler), sel));
+    }
+
+    /// @dev initial insurance fund (whole USD)
+    function _insuranceUsd() internal pure virtual returns (uint256) {
+        return 10_000;
+    }
+
+    /// @dev the maker and the liquidator: 1e12 USD of cash here (socialised losses are spread over it in tiny
+    /// steps); InvariantCollateralLiquidityTest gives them WBTC instead
+    function _fundDeep(address a) internal virtual {
+        _fundCash(a, 1e12);
+    }
+
+    /// forge-config: default.invariant.runs = 64
+    /// forge-config: default.invariant.depth = 200
+    /// forge-config: default.invariant.fail-on-revert = true
+    /// forge-config: default.invariant.show-metrics = true
+    function invariant_protocol() public view virtual {
+        _checkAll();
+    }
+
+    function _checkAll() internal view {
+        address[] memory accts = handler.allAccounts();
+        uint256 n = accts.length;
+        AccountState[] memory st = new AccountState[](n);
+        for (uint256 k; k < n; ++k) {
+            st[k] = margin.accountState(accts[k]);
+        }
+        _checkQuoteLedger(st);
+        _checkCollateralLedger(st);
+        _checkOpenInterest(st);
+        // (f) insurance fund never negative
+        assertGe(margin.insuranceFund(), int256(0), "(f) insurance fund negative");
+        // (c), (d), (e): recorded by the handler right after the action
+        string memory d = handler.ghostDetail();
+        assertFalse(handler.ghostHealthyLiquidated(), string.concat("(c) ", d));
+        assertFalse(handler.ghostHealthDropped(), string.concat("(d) ", d));
+        assertFalse(handler.ghostWithdrawBelowIM(), string.concat("(e) withdraw ", d));
+        assertFalse(handler.ghostTradeBelowIM(), string.concat("(e) trade ", d));
+        assertFalse(handler.ghostUnprovenWitness(), string.concat("witness ", d));
+        assertFalse(handler.ghostClampBroken(), string.concat("clamp ", d));
+        assertFalse(handler.ghostFullCloseLeftover(), string.concat("full close ", d));
+        assertFalse(handler.ghostParamsRefused(), string.concat("params ", d));
+        assertFalse(handler.ghostBystanderHarmed(), string.concat("(g) ", d));
+    }
+
+    /// @dev (a) quote balance * quoteScale == sum(cash) - sum(costBasis) + insuranceFund + fundingPool
+    ///          - lossPending - unbackedDebt
+    /// NB: MarginAccount's NatSpec writes `+ unbackedDebt`; the ledger moves (see _closeInsolvent) conserve
+    /// `- unbackedDebt`: an unbacked deficit is cash owed to holders that no token backs. See
+    /// LedgerIdentityTest.test_identityWithUnbackedDebt.
+    function _checkQuoteLedger(AccountState[] memory st) internal view {
+        int256 sum;
+        for (uint256 k; k < st.length; ++k) {
+            sum += st[k].cash;
+            for (uint256 i; i < N; ++i) {
+                sum -= st[k].costBasis[i];
+            }
+        }
+        int256 rhs = sum + margin.insuranceFund() + margin.fundingPool() - margin.lossPending()
+            - int256(margin.unbackedDebt());
+        int256 lhs = int256(usd.balanceOf(address(margin)) * margin.quoteScale());
+        assertEq(lhs, rhs, "(a) quote ledger identity");
+    }
+
+    /// @dev (a) per collateral token: balance * scale == sum of collateral
+    function _checkCollateralLedger(AccountState[] memory st) internal view {
+        for (uint256 i; i < N; ++i) {
+            uint256 sum;
+            for (uint256 k; k < st.length; ++k) {
+                sum += st[k].collateral[i];
+            }
+            (address token, uint256 scale) = margin.assetToken(i);
+            assertEq(MockERC20(token).balanceOf(address(margin)) * scale, sum, "(a) collateral ledger");
+        }
+    }
+
+    /// @dev (b) zero-sum open interest: sum of perp sizes per asset == 0
+    function _checkOpenInterest(AccountState[] memory st) internal pure {
+        for (uint256 i; i < N; ++i) {
+            int256 sum;
+            for (uint256 k; k < st.length; ++k) {
+                sum += st[k].size[i];
+            }
+            assertEq(sum, int256(0), "(b) open interest not zero-sum");
+        }
+    }
+
+    function afterInvariant() public view {
+        console.log("handler calls", handler.calls());
+        console.log("trades", handler.nTrades());
+        console.log("trades refused", handler.nTradeRefused());
+        console.log("withdrawals", handler.nWithdrawals());
+        console.log("liquidations", handler.nLiquidations());
+        console.log("full closes", handler.nFullCloses());
+        console.log("bad-debt closes", handler.nBadDebtCloses());
+        console.log("healthy attempts", handler.nHealthyAttempts());
+        console.log("param updates", handler.nParamUpdates());
+        console.log("partial liquidations at h_w <= penalty (must be 0)", handler.nDeepPartial());
+        console.log("valid liquidations refused", handler.nValidRefused());
+        console.log("liquidatable seen", handler.nLiquidatableSeen());
+        console.log("price moves", handler.nPriceMoves());
+        console.log("lossPending (USD WAD)", margin.lossPending());
+        console.log("unbackedDebt (USD WAD)", margin.unbackedDebt());
+        console.log("insurance fund (USD WAD)", margin.insuranceFund());
+    }
+}
+
+/// @notice The same campaign with the maker and the liquidator holding 100,000 WBTC of collateral and no cash,
+/// and no insurance fund: positive cash is then the actors' (and the realised gains of the two), so every
+/// insolvency socialises its deficit in large steps, under invariants (a)-(g).
+contract InvariantCollateralLiquidityTest is InvariantTest {
+    function _fundDeep(address a) internal override {
+        _fundCollateral(a, 1, 100_000e8);
+    }
+
+    function _insuranceUsd() internal pure override returns (uint256) {
+        return 0;
+    }
+
+    /// forge-config: default.invariant.runs = 64
+    /// forge-config: default.invariant.depth = 200
+    /// forge-config: default.invariant.fail-on-revert = true
+    /// forge-config: default.invariant.show-metrics = true
+    function invariant_protocol() public view override {
+        _checkAll();
+    }
+}
+
+/// @notice Deterministic liquidation scenarios: self-liquidation through a second account, and dust
+/// top-ups in front of a keeper.
+contract LiquidationScenariosTest is Fixture {
+    address internal victim = address(0xA11CE);
+    address internal sybil = address(0x5B11);
+    address internal maker = address(0x3A3E);
+    address internal keeper = address(0x4EE9);
+
+    function setUp() public {
+        _deploy();
+        usd.mint(address(this), 10_000e6);
+        usd.approve(address(margin), type(uint256).max);
+        margin.depositInsurance(10_000e6);
+        margin.grantRole(margin.MATCHER_ROLE(), address(this));
+        _fundCash(victim, 12_000);
+        _fundCash(maker, 1e9);
+        _fundCash(sybil, 50_000);
+        _fundCash(keeper, 50_000);
+        vm.prank(victim);
+        margin.setOperator(address(this), true);
+        vm.prank(maker);
+        margin.setOperator(address(this), true);
+        // 10 ETH long at 3,000: MM = 9,000 (all-down scenario, -30%), IM = 11,250 <= E = 12,000
+        _trade(victim, maker, 0, 10e18, 3_000e18);
+        // ETH to 2,550: E = 7,500 < MM = 7,650, h ~ 0.98
+        _setPriceWad(0, 2_550e18);
+    }
+
+    function _equity(address a) internal view returns (int256) {
+        return margin.marginOf(a).equity;
+    }
+
+    /// @notice Liquidating one's own account through a second account pays the penalty to oneself, minus the
+    /// insurance share: the pair ends poorer by exactly that share (up to wei rounding of the slice).
+    function test_selfLiquidationViaSecondAccountGainsNothing() public {
+        LiquidationPreview memory pv = lens.previewLiquidation(victim);
+        assertTrue(pv.liquidatable, "victim should be liquidatable");
+        (RiskParams memory rp,) = lens.riskParams();
+        uint256 toFund = pv.penalty * rp.insuranceShare / WAD;
+        assertGt(toFund, 0, "insurance share");
+
+        int256 pairBefore = _equity(victim) + _equity(sybil);
+        int256 fundBefore = margin.insuranceFund();
+        vm.prank(sybil);
+        uint256 taken = margin.liquidate(victim, pv.maxFraction, pv.witness);
+        assertEq(taken, pv.maxFraction, "taken");
+        int256 pairAfter = _equity(victim) + _equity(sybil);
+
+        assertEq(margin.insuranceFund() - fundBefore, int256(toFund), "insurance share paid");
+        assertLt(uint256(pairAfter), uint256(pairBefore), "self-liquidation must not gain");
+        // the pair loses the insurance share; the slice's value is rounded down (<= 1 wei) and equity of
+        // each account rounds down once (<= 1 wei each)
+        assertApproxEqAbs(pairBefore - pairAfter, int256(toFund), 3, "pair loses the insurance share");
+        // and the victim's health rose (h > penalty)
+        Margin memory m = margin.marginOf(victim);
+        assertGt(uint256(m.equity) * pv.margin.maintenance, uint256(pv.margin.equity) * m.maintenance, "health");
+    }
+
+    /// @notice A front-runner tops the account up with dust right before the keeper's transaction: the
+    /// account stays liquidatable, and the keeper's (now too large) fraction is clamped, not refused.
+    function test_dustTopUpBeforeLiquidationIsClamped() public {
+        LiquidationPreview memory pv = lens.previewLiquidation(victim);
+        assertTrue(pv.liquidatable, "liquidatable");
+
+        // griefer: 1 micro-USD of cash and 1 wei of WETH collateral
+        address griefer = address(0xBAD);
+        usd.mint(griefer, 1);
+        tokens[0].mint(griefer, 1);
+        vm.startPrank(griefer);
+        usd.approve(address(margin), 1);
+        tokens[0].approve(address(margin), 1);
+        margin.depositCash(victim, 1);
+        margin.depositCollateral(victim, 0, 1);
+        vm.stopPrank();
+
+        LiquidationPreview memory now_ = lens.previewLiquidation(victim);
+        assertTrue(now_.liquidatable, "still liquidatable after dust");
+        assertLe(now_.maxFraction, pv.maxFraction, "dust raised health a little");
+        assertLt(now_.maxFraction, pv.maxFraction, "so the stale fraction is now too large");
+
+        vm.prank(keeper);
+        uint256 taken = margin.liquidate(victim, pv.maxFraction, pv.witness); // stale fraction
+        assertEq(taken, now_.maxFraction, "clamped to the current maximum");
+
+        // a fraction far above 1 is clamped as well
+        _setPriceWad(0, 2_300e18);
+        LiquidationPreview memory again = lens.previewLiquidation(victim);
+        assertTrue(again.liquidatable, "liquidatable again");
+        vm.prank(keeper);
+        taken = margin.liquidate(victim, type(uint256).max, again.witness);
+        assertEq(taken, again.maxFraction, "max clamped");
+    }
+
+    /// @notice A real top-up (not dust) that restores E >= MM rescues the account: then liquidation is
+    /// refused, with the witnessed numbers.
+    function test_topUpThatRestoresHealthRefusesLiquidation() public {
+        LiquidationPreview memory pv = lens.previewLiquidation(victim);
+        _fundCash(victim, 1_000);
+        Margin memory m = margin.marginOf(victim);
+        assertGe(m.equity, int256(m.maintenance), "healthy");
+        vm.prank(keeper);
+        vm.expectRevert(
+            abi.encodeWithSelector(IMarginErrors.NotLiquidatable.selector, victim, m.equity, m.maintenance)
+        );
+        margin.liquidate(victim, pv.maxFraction, pv.witness);
+    }
+}
+
+/// @notice The quote-ledger identity of invariant (a) when a deficit is left unbacked (the campaign never
+/// gets there: its deep-cash liquidator always absorbs socialised losses).
+contract LedgerIdentityTest is Fixture {
+    address internal victim = address(0xA11CE);
+    address internal counterparty = address(0xC0);
+    address internal liquidator = address(0x1100);
+
+    function setUp() public {
+        _deploy(); // no insurance deposit: the fund is empty
+        margin.grantRole(margin.MATCHER_ROLE(), address(this));
+        _fundCash(victim, 12_000);
+        _fundCollateral(counterparty, 1, 20e8); // 20 WBTC, no cash
+        _fundCollateral(liquidator, 1, 20e8); // 20 WBTC, no cash
+        vm.prank(victim);
+        margin.setOperator(address(this), true);
+        vm.prank(counterparty);
+        margin.setOperator(address(this), true);
+        _trade(victim, counterparty, 0, 10e18, 3_000e18);
+    }
+
+    function _quoteIdentity() internal view returns (int256 lhs, int256 body) {
+        address[3] memory accts = [victim, counterparty, liquidator];
+        for (uint256 k; k < 3; ++k) {
+            AccountState memory s = margin.accountState(accts[k]);
+            body += s.cash;
+            for (uint256 i; i < N; ++i) {
+                body -= s.costBasis[i];
+            }
+        }
+        body += margin.insuranceFund() + margin.fundingPool() - margin.lossPending();
+        lhs = int256(usd.balanceOf(address(margin)) * margin.quoteScale());
+    }
+
+    /// @notice balance * scale == sum(cash) - sum(costBasis) + insuranceFund + fundingPool - lossPending
+    /// - unbackedDebt, exactly, once part of a deficit is unbacked.
+    function test_identityWithUnbackedDebt() public {
+        _setPriceWad(0, 1_000e18); // victim: E = 12,000 - 20,000 < 0
+        LiquidationPreview memory pv = lens.previewLiquidation(victim);
+        assertEq(pv.maxFraction, WAD, "insolvent: full close");
+        vm.prank(liquidator);
+        margin.liquidate(victim, WAD, pv.witness);
+        uint256 unbacked = margin.unbackedDebt();
+        assertGt(unbacked, 0, "no positive cash to socialise over: unbacked");
+        (int256 lhs, int256 body) = _quoteIdentity();
+        assertEq(lhs, body - int256(unbacked), "ledger identity (- unbackedDebt)");
+    }
+}
