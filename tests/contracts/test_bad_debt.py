@@ -1,0 +1,231 @@
+"""Insolvency: a fully closed account with negative cash is covered by the insurance fund, then
+socialised over positive cash balances through the loss index (charged lazily, LossCharged on the next
+touch), then recorded as unbacked debt. The ledger identity holds throughout.
+
+Default parameters (30% crash scenario). Nobody is funded with cash by the fixture: the maker and the
+keeper back their books with WBTC collateral, so the tests choose exactly who holds positive cash."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from conftest import make_stack
+from margin_helpers import (
+    QUOTE_SCALE,
+    SCENARIO,
+    USDC,
+    VAR,
+    WAD,
+    args,
+    assert_ledger,
+    assert_margin_matches,
+    deposit_cash_units,
+    deposit_collateral_units,
+    liquidate_checked,
+    logs,
+    mint_approve,
+    only,
+    set_price,
+    trade_wad,
+    witness,
+)
+
+from sim.deployment import Stack, authorise
+
+CRASH = witness(SCENARIO, 0)
+
+
+@pytest.fixture(scope="module")
+def stack(admin: Any, maker: Any, alice: Any, bob: Any, keeper: Any, carol: Any, dave: Any) -> Stack:
+    s = make_stack(admin, [maker, alice, bob, keeper, carol, dave], fund=False)
+    deposit_collateral_units(s, maker, 1, 10 * 10**8)
+    deposit_collateral_units(s, keeper, 1, 10 * 10**8)
+    return s
+
+
+def _underwater(stack: Stack, victim: Any, maker: Any) -> None:
+    """victim: $10,000 cash, long 10 WETH at $2,000; then WETH at $900: E = -$1,000, crash loss $2,700."""
+    deposit_cash_units(stack, victim, 10_000 * USDC)
+    trade_wad(stack, victim, maker, 0, 10 * WAD, 2_000 * WAD)
+
+
+def _insure(stack: Stack, who: Any, usd: int) -> None:
+    mint_approve(stack.quote, who, usd * USDC, stack.margin)
+    stack.margin.depositInsurance(usd * USDC, sender=who)
+
+
+def test_insurance_fund_covers_the_deficit(
+    stack: Stack, maker: Any, alice: Any, keeper: Any, dave: Any, everyone: list[Any]
+) -> None:
+    m = stack.margin
+    _underwater(stack, alice, maker)
+    _insure(stack, dave, 5_000)
+    set_price(stack, 0, 900)
+    assert assert_margin_matches(stack, alice).equity == -1_000 * WAD
+    pred, _ = liquidate_checked(stack, alice, keeper, WAD // 2, CRASH)
+    # E <= 0: closed in full whatever was asked; deficit = 1,000 + penalty (5% of 2,700)
+    assert pred["taken"] == WAD and pred["penalty"] == 135 * WAD
+    assert pred["bad_debt"] == {"covered": 1_135 * WAD, "socialized": 0, "unbacked": 0, "lossIndex": WAD}
+    assert m.insuranceFund() == 5_000 * WAD - 1_135 * WAD + 27 * WAD
+    assert m.lossPending() == 0 and m.unbackedDebt() == 0
+    assert_ledger(stack, everyone)
+
+
+def test_rest_is_socialised_over_positive_cash_and_charged_on_the_next_touch(
+    stack: Stack, maker: Any, alice: Any, bob: Any, carol: Any, keeper: Any, dave: Any, everyone: list[Any]
+) -> None:
+    m = stack.margin
+    _underwater(stack, alice, maker)
+    deposit_cash_units(stack, bob, 20_000 * USDC)
+    deposit_cash_units(stack, carol, 5_000 * USDC)
+    _insure(stack, dave, 300)
+    set_price(stack, 0, 900)
+
+    pred, _ = liquidate_checked(stack, alice, keeper, WAD, CRASH)
+    # the fund pays 300; 835 is spread over the 25,000 of positive cash (bob and carol): every unit of
+    # positive cash is now worth 1 - 835 / 25,000 of what it was
+    index = WAD * (25_000 - 835) // 25_000
+    assert index == WAD - 334 * WAD // 10_000
+    assert pred["bad_debt"] == {
+        "covered": 300 * WAD,
+        "socialized": 835 * WAD,
+        "unbacked": 0,
+        "lossIndex": index,
+    }
+    assert m.lossPending() == 835 * WAD
+    assert_ledger(stack, everyone)
+
+    # not charged yet, but already out of equity
+    assert m.accountState(bob.address).cash == 20_000 * WAD
+    assert assert_margin_matches(stack, bob).equity == 20_000 * WAD - 668 * WAD
+
+    # bob's next touch (a deposit) charges him 3.34% of his cash
+    rc = deposit_cash_units(stack, bob, 1)
+    assert args(only(rc, m.LossCharged)) == {"account": bob.address, "amount": 668 * WAD}
+    assert args(only(rc, m.CashUpdated)) == {
+        "account": bob.address,
+        "cash": 20_000 * WAD - 668 * WAD + QUOTE_SCALE,
+        "lossSnapshot": index,
+    }
+    # carol's (a withdrawal) charges her
+    rc = m.withdrawCash(1_000 * USDC, carol.address, sender=carol)
+    assert args(only(rc, m.LossCharged)) == {"account": carol.address, "amount": 167 * WAD}
+    assert m.accountState(carol.address).cash == 5_000 * WAD - 167 * WAD - 1_000 * WAD
+    assert m.lossPending() == 0
+    # a second touch charges nothing more
+    rc = deposit_cash_units(stack, bob, 1)
+    assert logs(rc, m.LossCharged) == []
+    assert_ledger(stack, everyone)
+
+
+def test_unbacked_when_nobody_holds_cash(
+    stack: Stack, maker: Any, alice: Any, keeper: Any, everyone: list[Any]
+) -> None:
+    m = stack.margin
+    _underwater(stack, alice, maker)
+    set_price(stack, 0, 900)
+    assert m.insuranceFund() == 0
+    pred, _ = liquidate_checked(stack, alice, keeper, WAD, CRASH)
+    assert pred["bad_debt"] == {"covered": 0, "socialized": 0, "unbacked": 1_135 * WAD, "lossIndex": WAD}
+    assert m.unbackedDebt() == 1_135 * WAD
+    assert m.lossIndex() == WAD and m.lossPending() == 0
+    # the claims on the quote balance exceed it by exactly the unbacked debt
+    assert_ledger(stack, everyone)
+
+
+def test_negative_cash_without_positions_is_closed_as_bad_debt(
+    stack: Stack, maker: Any, alice: Any, keeper: Any, dave: Any, everyone: list[Any]
+) -> None:
+    """Closing a losing perp (allowed: it strictly lowers MM) can leave cash negative and nothing else;
+    such an account is liquidatable with any witness (E < 0 = R) and its debt goes to the waterfall."""
+    m = stack.margin
+    deposit_cash_units(stack, alice, 3_000 * USDC)
+    trade_wad(stack, alice, maker, 0, 2 * WAD, 2_000 * WAD)
+    set_price(stack, 0, 400)
+    trade_wad(stack, maker, alice, 0, 2 * WAD, 400 * WAD)
+    s = m.accountState(alice.address)
+    assert (s.cash, list(s.size)) == (-200 * WAD, [0, 0, 0])
+    _insure(stack, dave, 50)
+    pred, _ = liquidate_checked(stack, alice, keeper, 1, witness(VAR))  # any fraction: closed in full
+    assert (pred["taken"], pred["penalty"], pred["value"]) == (WAD, 0, 0)
+    # the maker realised +$3,200 closing its short: the only positive cash balance shares the rest
+    assert m.accountState(maker.address).cash == 3_200 * WAD
+    assert pred["bad_debt"] == {
+        "covered": 50 * WAD,
+        "socialized": 150 * WAD,
+        "unbacked": 0,
+        "lossIndex": WAD * (3_200 - 150) // 3_200,
+    }
+    assert m.accountState(alice.address).cash == 0
+    assert_ledger(stack, everyone)
+
+
+def _two_insolvencies(stack: Stack, maker: Any, alice: Any, bob: Any, carol: Any, keeper: Any) -> None:
+    """bob holds $1,000 of cash and nothing else. alice, then carol (each $10,000 cash, long 10 WETH from
+    $2,000) are closed at $900 with nobody touching bob in between: the first deficit ($1,135) is spread
+    over bob and carol ($11,000), the second (carol's own, $2,166.8 once her share of the first is
+    charged) finds only bob's remaining $896.8 of positive cash (the keeper took its cash out)."""
+    m = stack.margin
+    deposit_cash_units(stack, bob, 1_000 * USDC)
+    _underwater(stack, alice, maker)
+    _underwater(stack, carol, maker)
+    set_price(stack, 0, 900)
+    first, _ = liquidate_checked(stack, alice, keeper, WAD, CRASH)
+    assert first["bad_debt"]["socialized"] == 1_135 * WAD
+    m.withdrawCash(m.accountState(keeper.address).cash // QUOTE_SCALE, keeper.address, sender=keeper)
+    second, _ = liquidate_checked(stack, carol, keeper, WAD, CRASH)
+    assert second["bad_debt"]["unbacked"] > 0  # it exceeded all positive cash
+
+
+def test_socialised_loss_never_takes_more_than_a_holders_cash(
+    stack: Stack, maker: Any, alice: Any, bob: Any, carol: Any, keeper: Any, everyone: list[Any]
+) -> None:
+    """MarginAccount's NatSpec: no balance is ever charged more than 100%; what exceeds all positive
+    cash is unbacked. (A linear loss index charged bob $1,103.18 here, leaving him at -$103.18.)"""
+    m = stack.margin
+    _two_insolvencies(stack, maker, alice, bob, carol, keeper)
+    assert_ledger(stack, everyone)
+    rc = deposit_cash_units(stack, bob, 1)
+    charged = only(rc, m.LossCharged).amount
+    assert charged <= 1_000 * WAD, f"bob was charged {charged / WAD} on a cash balance of 1000"
+    assert m.accountState(bob.address).cash >= 0
+    assert_ledger(stack, everyone)
+
+
+def test_losses_socialised_after_a_wipe_out_are_still_charged(
+    stack: Stack,
+    accounts: Any,
+    maker: Any,
+    alice: Any,
+    bob: Any,
+    carol: Any,
+    keeper: Any,
+    dave: Any,
+    everyone: list[Any],
+) -> None:
+    """After a deficit that takes all positive cash, a later socialised loss must still reach the cash
+    holders of that time: once every positive balance has been touched, nothing is left pending.
+
+    The multiplicative index goes to index * (total - socialized) / total = 0 on a wipe-out, floored at 1;
+    at 1 it can fall no further, so every later socialisation leaves it at 1: BadDebt reports the loss
+    as socialised, lossPending grows by it, and no balance is ever charged for it."""
+    m = stack.margin
+    _two_insolvencies(stack, maker, alice, bob, carol, keeper)
+    # dave deposits afterwards; a third account goes under (long 10 WETH from $900, closed at $500)
+    erin = accounts[7]
+    authorise(stack, erin)
+    deposit_cash_units(stack, dave, 5_000 * USDC)
+    deposit_cash_units(stack, erin, 3_500 * USDC)
+    trade_wad(stack, erin, maker, 0, 10 * WAD, 900 * WAD)
+    set_price(stack, 0, 500)
+    third, _ = liquidate_checked(stack, erin, keeper, WAD, CRASH)
+    assert third["bad_debt"]["socialized"] > 0
+    # every positive balance is touched: each pays its share
+    deposit_cash_units(stack, dave, 1)
+    deposit_cash_units(stack, bob, 1)
+    m.withdrawCash(1, keeper.address, sender=keeper)
+    assert_ledger(stack, everyone)
+    assert m.lossPending() <= 10**6, (
+        f"{m.lossPending() / WAD} of socialised loss is charged to nobody (lossIndex {m.lossIndex()})"
+    )
