@@ -67,6 +67,8 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
     /// @notice sum over accounts of positive cash * SCALE / lossSnapshot: positive cash in launch units
     uint256 public scaledPositiveCash;
     uint256 internal constant SCALE = 1e36;
+    /// @notice below this the loss index has lost too much precision: a new epoch starts instead
+    uint256 internal constant MIN_LOSS_INDEX = 1e9;
 
     constructor(IERC20Metadata quote, address admin, uint256 paramsDelay) RiskEngine(paramsDelay) {
         uint8 decimals = quote.decimals();
@@ -84,6 +86,9 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
         if (asset == MAX_ASSETS) revert TooManyAssets(MAX_ASSETS);
         uint8 decimals = IERC20Metadata(token).decimals();
         if (decimals > 18 || token == address(quoteToken)) revert InvalidToken(token);
+        for (uint256 i; i < asset; ++i) {
+            if (address(_assets[i].token) == token) revert InvalidToken(token);
+        }
         _assets.push(Asset(IERC20(token), uint96(10 ** (18 - decimals))));
         emit AssetListed(asset, token, decimals);
     }
@@ -264,14 +269,16 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
 
         int256 value = _moveSlice(victim, msg.sender, z.fraction, b);
         int256 paid = value - int256(z.penalty); // to the victim, from the liquidator
+        insuranceFund += int256(z.toFund); // the fund takes its share before it pays this victim's deficit
         Header memory hv = _settleLoss(victim);
         _addCash(hv, paid);
+        // the victim's deficit is socialised before the liquidator's account is credited: what the
+        // liquidator is paid for taking the book never bears the loss it was paid to take
         if (z.fraction == WadMath.WAD) _closeInsolvent(victim, hv);
         _storeHeader(victim, hv);
         Header memory hl = _settleLoss(msg.sender);
         _addCash(hl, -(paid + int256(z.toFund)));
         _storeHeader(msg.sender, hl);
-        insuranceFund += int256(z.toFund);
         emit Liquidated(
             victim, msg.sender, witness.kind, witness.scenario, z.fraction, z.requirement, value, z.penalty, z.toFund
         );
@@ -360,16 +367,24 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
         uint256 total = scaledPositiveCash * index / SCALE;
         uint256 socialized = rest < total ? rest : total;
         if (socialized > 0) {
-            // index * (1 - socialized / total), rounded down (charges round up); never 0, so snapshots divide
+            // index * (1 - socialized / total), rounded down: charges round up
             uint256 next = index * (total - socialized) / total;
-            lossIndex = uint96(next == 0 ? 1 : next);
+            if (next < MIN_LOSS_INDEX) {
+                // all positive cash is (all but 1e-9) gone: every balance of this epoch is charged in full
+                (lossEpoch, lossIndex, scaledPositiveCash) = (lossEpoch + 1, 1e18, 0);
+                if (total > rest) insuranceFund += int256(total - rest); // the sliver over-charged
+                socialized = total;
+            } else {
+                lossIndex = uint64(next);
+            }
         }
+        uint256 unbacked = rest > socialized ? rest - socialized : 0;
         insuranceFund -= int256(covered);
         lossPending += int256(socialized);
-        unbackedDebt += rest - socialized;
+        unbackedDebt += unbacked;
         h.cash = 0;
-        h.lossSnapshot = lossIndex;
-        emit BadDebt(victim, covered, socialized, rest - socialized, lossIndex);
+        h.lossSnapshot = _lossMark();
+        emit BadDebt(victim, covered, socialized, unbacked, lossIndex);
     }
 
     // ================================================================== views
@@ -453,11 +468,11 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
     /// @dev Charges the pending socialised loss to the account's cash.
     function _settleLoss(address account) private returns (Header memory h) {
         h = _headers[account];
-        uint96 index = lossIndex;
-        if (h.lossSnapshot == index) return h;
+        uint112 mark = _lossMark();
+        if (h.lossSnapshot == mark) return h;
         uint256 before = _scaled(h);
         uint256 charge = _lossCharge(h);
-        h.lossSnapshot = index;
+        h.lossSnapshot = mark;
         if (charge != 0) {
             h.cash -= int128(int256(charge)); // charge <= cash
             lossPending -= int256(charge);
@@ -485,12 +500,14 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
         p.costBasis = 0;
     }
 
-    /// @notice Positive cash in the units of `scaledPositiveCash`
-    function _scaled(Header memory h) private pure returns (uint256) {
-        return h.cash > 0 && h.lossSnapshot != 0 ? uint256(int256(h.cash)) * SCALE / h.lossSnapshot : 0;
+    /// @notice Positive cash in the units of `scaledPositiveCash` (0 for balances of an older epoch, which
+    /// left the sum when their epoch ended)
+    function _scaled(Header memory h) private view returns (uint256) {
+        if (h.cash <= 0 || h.lossSnapshot == 0 || h.lossSnapshot >> 64 != lossEpoch) return 0;
+        return uint256(int256(h.cash)) * SCALE / uint64(h.lossSnapshot);
     }
 
-    /// @dev Only on a settled header (h.lossSnapshot == lossIndex).
+    /// @dev Only on a settled header (h.lossSnapshot == the current loss mark).
     function _addCash(Header memory h, int256 delta) private {
         uint256 before = _scaled(h);
         h.cash = (int256(h.cash) + delta).toInt128();

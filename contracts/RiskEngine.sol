@@ -27,8 +27,8 @@ abstract contract RiskEngine is IMarginErrors, IMarginEvents {
         int128 fundingSnapshot;
     }
 
-    /// @notice Stored per account, one slot. @param cash signed USD (WAD); @param lossSnapshot `lossIndex`
-    /// at the account's last settlement (0 only while it never held positive cash); @param mask bit i set when the account holds anything in asset i
+    /// @notice Stored per account, one slot. @param cash signed USD (WAD); @param lossSnapshot the loss mark
+    /// (`lossEpoch << 64 | lossIndex`) at the account's last settlement (0 before the first); @param mask bit i set when the account holds anything in asset i
     struct Header {
         int128 cash;
         uint112 lossSnapshot;
@@ -53,10 +53,13 @@ abstract contract RiskEngine is IMarginErrors, IMarginEvents {
     /// @dev current parameter blob (ParamsLib layout), packed with the loss index that every margin read
     /// also needs: one cold slot for both
     address internal _params;
-    /// @notice Value (WAD) of one unit of positive cash held since launch: starts at 1e18, only falls, each
-    /// socialised loss multiplying it by (1 - loss / total positive cash). Multiplicative, so no sequence of
-    /// losses charges any balance more than 100%.
-    uint96 public lossIndex = 1e18;
+    /// @notice Value (WAD) of one unit of positive cash held since the current epoch began: starts at 1e18,
+    /// only falls, each socialised loss multiplying it by (1 - loss / total positive cash). Multiplicative,
+    /// so no sequence of losses charges any balance more than 100%.
+    uint64 public lossIndex = 1e18;
+    /// @notice Starts a new epoch when a loss wipes out (all but 1e-9 of) all positive cash: balances last
+    /// settled in an older epoch are worth nothing, and the index restarts at 1e18 with full precision.
+    uint32 public lossEpoch;
     /// @dev pending parameter blob and when it may activate
     address internal _pending;
     uint64 internal _pendingAt;
@@ -161,10 +164,17 @@ abstract contract RiskEngine is IMarginErrors, IMarginEvents {
     /// @notice Pending socialised-loss charge of an account (USD WAD, rounded up)
     function _lossCharge(Header memory h) internal view returns (uint256) {
         if (h.cash <= 0 || h.lossSnapshot == 0) return 0;
-        uint256 index = lossIndex;
-        if (h.lossSnapshot == index) return 0;
         uint256 cash = uint256(int256(h.cash));
-        return cash - cash * index / h.lossSnapshot; // what is left rounds down: the charge rounds up
+        if (h.lossSnapshot >> 64 != lossEpoch) return cash; // wiped out in a later epoch
+        uint256 snapshot = uint64(h.lossSnapshot);
+        uint256 index = lossIndex;
+        if (snapshot == index) return 0;
+        return cash - cash * index / snapshot; // what is left rounds down: the charge rounds up
+    }
+
+    /// @notice The loss mark an account is settled to: `lossEpoch << 64 | lossIndex`
+    function _lossMark() internal view returns (uint112) {
+        return uint112(lossEpoch) << 64 | lossIndex;
     }
 
     /// @notice Every component, MM and IM. E = c + sum b p + sum (q p - k) - sum q (F - f), rounded down once.

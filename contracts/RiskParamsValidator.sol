@@ -75,6 +75,9 @@ contract RiskParamsValidator {
         _scalar("gamma", old.gamma, p.gamma);
         _scalar("penalty", old.penalty, p.penalty);
         _scalar("closeFactor", old.closeFactor, p.closeFactor);
+        _scalar("targetHealth", old.targetHealth, p.targetHealth);
+        _scalar("insuranceShare", old.insuranceShare, p.insuranceShare);
+        _scalar("dust", old.dust, p.dust);
         for (uint256 i; i < oldN; ++i) {
             _entry("weights", i, int256(old.weights[i]), int256(p.weights[i]));
         }

@@ -157,12 +157,15 @@ def fraction_taken(requested: int, eq: int, requirement: int, rp: RiskParams) ->
     return f if full or requested > f else requested
 
 
-def pending_loss_charge(cash: int, snapshot: int, loss_index: int) -> int:
-    """Socialised-loss charge not yet settled (MarginAccount.lossIndex is multiplicative)."""
-    if cash <= 0 or snapshot == 0 or snapshot == loss_index:
+def pending_loss_charge(cash: int, snapshot: int, loss_index: int, loss_epoch: int) -> int:
+    """Socialised-loss charge not yet settled. `snapshot` is the stored loss mark
+    (epoch << 64 | index); MarginAccount.lossIndex is multiplicative within an epoch, and a balance from an
+    older epoch was wiped out."""
+    if cash <= 0 or snapshot == 0:
         return 0
-    return cash - cash * loss_index // snapshot
-
-
-def penalty_for(fraction: int, requirement: int, rp: RiskParams) -> int:
-    return mul_wad_down(mul_wad_down(rp.penalty, fraction), requirement)
+    if snapshot >> 64 != loss_epoch:
+        return cash
+    index = snapshot & (2**64 - 1)
+    if index == loss_index:
+        return 0
+    return cash - cash * loss_index // index

@@ -83,17 +83,28 @@ def chain_params(stack: Any) -> RiskParams:
     return to_mirror_params(*read_params(stack))
 
 
-def pending_loss(margin: Any, cash: int, snapshot: int, loss_index: int | None = None) -> int:
-    """The socialised-loss charge an account would pay on its next touch (multiplicative loss index)."""
+def pending_loss(
+    margin: Any, cash: int, snapshot: int, loss_index: int | None = None, loss_epoch: int | None = None
+) -> int:
+    """The socialised-loss charge an account would pay on its next touch (multiplicative loss index,
+    epochs after a wipe-out; the snapshot is the loss mark epoch << 64 | index)."""
     index = margin.lossIndex() if loss_index is None else loss_index
-    return mirror.pending_loss_charge(cash, snapshot, index)
+    epoch = margin.lossEpoch() if loss_epoch is None else loss_epoch
+    return mirror.pending_loss_charge(cash, snapshot, index, epoch)
 
 
-SCALE = 10**36  # MarginAccount.SCALE: scaledPositiveCash = sum(cash * SCALE / lossSnapshot)
+SCALE = 10**36  # MarginAccount.SCALE: scaledPositiveCash = sum(cash * SCALE / snapshot index)
+MIN_LOSS_INDEX = 10**9  # MarginAccount.MIN_LOSS_INDEX: below it a new epoch starts
 
 
-def scaled_cash(cash: int, snapshot: int) -> int:
-    return cash * SCALE // snapshot if cash > 0 and snapshot != 0 else 0
+def loss_mark(epoch: int, index: int) -> int:
+    return epoch << 64 | index
+
+
+def scaled_cash(cash: int, snapshot: int, epoch: int = 0) -> int:
+    if cash <= 0 or snapshot == 0 or snapshot >> 64 != epoch:
+        return 0
+    return cash * SCALE // (snapshot & (2**64 - 1))
 
 
 def portfolio(stack: Any, account: Any, n: int | None = None) -> mirror.Portfolio:
@@ -346,7 +357,8 @@ def predict_liquidation(
     m = stack.margin
     rp = chain_params(stack)
     n = rp.n
-    index = m.lossIndex()
+    index, epoch = m.lossIndex(), m.lossEpoch()
+    mark = loss_mark(epoch, index)
     vs, ls = m.accountState(_addr(victim)), m.accountState(_addr(liquidator))
     pv = portfolio(stack, victim, n)
     prices = held_prices(stack, pv)
@@ -361,8 +373,8 @@ def predict_liquidation(
     penalty = mirror.penalty_for(taken, requirement, rp)
     to_fund = mul_wad_down(penalty, rp.insurance_share)
 
-    v_cash = vs.cash - pending_loss(m, vs.cash, vs.lossSnapshot, index)
-    l_cash = ls.cash - pending_loss(m, ls.cash, ls.lossSnapshot, index)
+    v_cash = vs.cash - pending_loss(m, vs.cash, vs.lossSnapshot, index, epoch)
+    l_cash = ls.cash - pending_loss(m, ls.cash, ls.lossSnapshot, index, epoch)
     v_pos = [[vs.collateral[i], vs.size[i], vs.costBasis[i]] for i in range(n)]
     l_pos = [[ls.collateral[i], ls.size[i], ls.costBasis[i]] for i in range(n)]
     funding: dict[str, dict[int, int]] = {"victim": {}, "liquidator": {}}
@@ -394,31 +406,39 @@ def predict_liquidation(
     v_cash += value - penalty
 
     bad_debt = None
-    new_index = index
+    new_index, new_epoch, excess = index, epoch, 0
+    fund = m.insuranceFund() + to_fund  # the fund takes its share before it pays the victim's deficit
     if taken == WAD and v_cash < 0:
         deficit = -v_cash
-        fund = m.insuranceFund()
         covered = min(max(fund, 0), deficit)
         rest = deficit - covered
-        # positive cash at the close, in scaled units: both accounts settled at `index`, the victim negative
+        # positive cash at the close, in scaled units: both accounts settled at `mark`, the victim negative,
+        # the liquidator not yet paid
         scaled = (
             m.scaledPositiveCash()
-            - scaled_cash(vs.cash, vs.lossSnapshot)
-            - scaled_cash(ls.cash, ls.lossSnapshot)
-            + scaled_cash(l_cash, index)
+            - scaled_cash(vs.cash, vs.lossSnapshot, epoch)
+            - scaled_cash(ls.cash, ls.lossSnapshot, epoch)
+            + scaled_cash(l_cash, mark, epoch)
         )
         total = scaled * index // SCALE
         socialized = min(rest, total)
         if socialized > 0:
-            new_index = max(index * (total - socialized) // total, 1)
+            nxt = index * (total - socialized) // total
+            if nxt < MIN_LOSS_INDEX:  # wipe-out: a new epoch, every balance of the old one charged in full
+                new_index, new_epoch = WAD, epoch + 1
+                excess = max(total - rest, 0)
+                socialized = total
+            else:
+                new_index = nxt
         bad_debt = {
             "covered": covered,
             "socialized": socialized,
-            "unbacked": rest - socialized,
+            "unbacked": max(rest - socialized, 0),
             "lossIndex": new_index,
         }
+        fund += excess - covered
         v_cash = 0
-    liquidator_loss = mirror.pending_loss_charge(l_cash, index, new_index)
+    liquidator_loss = mirror.pending_loss_charge(l_cash, mark, new_index, new_epoch)
     l_cash -= liquidator_loss + value - penalty + to_fund
 
     out.update(
@@ -435,7 +455,7 @@ def predict_liquidation(
         liquidator={"cash": l_cash, "pos": l_pos, "loss": liquidator_loss},
         bad_debt=bad_debt,
         loss_index=new_index,
-        insurance_fund=m.insuranceFund() - (bad_debt["covered"] if bad_debt else 0) + to_fund,
+        insurance_fund=fund,
         unbacked=m.unbackedDebt() + (bad_debt["unbacked"] if bad_debt else 0),
     )
     return out

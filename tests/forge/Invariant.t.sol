@@ -281,9 +281,9 @@ contract Handler is Test {
         p.gamma = _scalar(seed, 2, p.gamma, 0.2e18, 0.8e18);
         p.penalty = _scalar(seed, 3, p.penalty, 0.02e18, 0.1e18);
         p.closeFactor = _scalar(seed, 4, p.closeFactor, 0.25e18, 1e18);
-        p.insuranceShare = bound(_rand(seed, 5), 0, 1e18);
-        p.targetHealth = bound(_rand(seed, 6), 1.1e18, 1.5e18);
-        p.dust = bound(_rand(seed, 7), 0, 100e18);
+        p.insuranceShare = _scalar(seed, 5, p.insuranceShare, 0.05e18, 1e18);
+        p.targetHealth = _scalar(seed, 6, p.targetHealth, 1.1e18, 1.5e18);
+        p.dust = _scalar(seed, 7, p.dust, 1e18, 100e18);
         for (uint256 k; k < N; ++k) {
             p.weights[k] = uint256(_entry(seed, 10 + k, int256(p.weights[k]), 0.03e18, 0.02e18, 0.3e18));
         }
