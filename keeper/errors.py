@@ -7,3 +7,22 @@ class MarginError(Exception):
 
 class ParamsError(MarginError, ValueError):
     """Risk parameters that break a bound of the margin spec; the message names the field."""
+
+
+class PriceDataError(MarginError, ValueError):
+    """A price history that cannot be used: the message names the row (1 = a CSV file's header line) and
+    the field, which are also kept as attributes (`None` where the error concerns no single row or field)."""
+
+    def __init__(self, message: str, *, row: int | None = None, field: str | None = None) -> None:
+        where = ", ".join(
+            part
+            for part in (f"row {row}" if row is not None else "", f"field {field!r}" if field else "")
+            if part
+        )
+        super().__init__(f"{where}: {message}" if where else message)
+        self.row = row
+        self.field = field
+
+
+class RiskFileError(ParamsError):
+    """A risk-parameter file that does not validate; the message names every offending field."""
