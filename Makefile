@@ -24,7 +24,7 @@ FOUNDRY_BIN = $(ROOT)/node_modules/@foundry-rs/$(1)-linux-$(NPM_ARCH)/bin/$(1)
 
 # Stamps keyed on the content of the lock files (and on which of keeper/ sim/ exist, because the
 # editable install maps only the packages present when it ran): a warm `make setup` does no installs.
-PY_KEY := $(shell cat requirements.lock pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)$(shell for d in keeper sim; do [ -d $$d ] && printf -- "-%s" $$d; done; true)
+PY_KEY := $(shell cat requirements.lock requirements-nodeps.lock pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)$(shell for d in keeper sim; do [ -d $$d ] && printf -- "-%s" $$d; done; true)
 NODE_KEY := $(shell cat package-lock.json 2>/dev/null | sha256sum | cut -c1-16)
 PY_STAMP := $(VENV)/.stamp-py-$(PY_KEY)
 # ape's incremental compile can miss edited sources (seen: a changed periphery contract kept its old
@@ -59,6 +59,7 @@ setup: $(PY_STAMP) $(NODE_STAMP)
 $(PY_STAMP):
 	@test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PIP) install -q --no-compile -r requirements.lock
+	$(PIP) install -q --no-compile --no-deps -r requirements-nodeps.lock
 	$(PIP) install -q --no-deps --no-build-isolation -e .
 	@# any python started from this venv (ape, pytest, keeper, scripts) finds the solc shim, even without make
 	@echo "import os; os.environ.setdefault('SOLCX_BINARY_PATH', '$(SOLCX_DIR)')" \
