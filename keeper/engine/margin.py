@@ -169,3 +169,7 @@ def pending_loss_charge(cash: int, snapshot: int, loss_index: int, loss_epoch: i
     if index == loss_index:
         return 0
     return cash - cash * loss_index // index
+
+
+def penalty_for(fraction: int, requirement: int, rp: RiskParams) -> int:
+    return mul_wad_down(mul_wad_down(rp.penalty, fraction), requirement)

@@ -83,35 +83,35 @@ def test_rest_is_socialised_over_positive_cash_and_charged_on_the_next_touch(
     set_price(stack, 0, 900)
 
     pred, _ = liquidate_checked(stack, alice, keeper, WAD, CRASH)
-    # the fund pays 300; 835 is spread over the 25,000 of positive cash (bob and carol): every unit of
-    # positive cash is now worth 1 - 835 / 25,000 of what it was
-    index = WAD * (25_000 - 835) // 25_000
-    assert index == WAD - 334 * WAD // 10_000
+    # the fund (300 + this liquidation's insurance share of 27) pays 327; 808 is spread over the 25,000 of
+    # positive cash (bob and carol): every unit of positive cash is now worth 1 - 808 / 25,000 of what it was
+    index = WAD * (25_000 - 808) // 25_000
+    assert index == WAD - 3_232 * WAD // 100_000
     assert pred["bad_debt"] == {
-        "covered": 300 * WAD,
-        "socialized": 835 * WAD,
+        "covered": 327 * WAD,
+        "socialized": 808 * WAD,
         "unbacked": 0,
         "lossIndex": index,
     }
-    assert m.lossPending() == 835 * WAD
+    assert m.lossPending() == 808 * WAD
     assert_ledger(stack, everyone)
 
     # not charged yet, but already out of equity
     assert m.accountState(bob.address).cash == 20_000 * WAD
-    assert assert_margin_matches(stack, bob).equity == 20_000 * WAD - 668 * WAD
+    assert assert_margin_matches(stack, bob).equity == 20_000 * WAD - 6_464 * WAD // 10
 
-    # bob's next touch (a deposit) charges him 3.34% of his cash
+    # bob's next touch (a deposit) charges him 3.232% of his cash
     rc = deposit_cash_units(stack, bob, 1)
-    assert args(only(rc, m.LossCharged)) == {"account": bob.address, "amount": 668 * WAD}
+    assert args(only(rc, m.LossCharged)) == {"account": bob.address, "amount": 6_464 * WAD // 10}
     assert args(only(rc, m.CashUpdated)) == {
         "account": bob.address,
-        "cash": 20_000 * WAD - 668 * WAD + QUOTE_SCALE,
+        "cash": 20_000 * WAD - 6_464 * WAD // 10 + QUOTE_SCALE,
         "lossSnapshot": index,
     }
     # carol's (a withdrawal) charges her
     rc = m.withdrawCash(1_000 * USDC, carol.address, sender=carol)
-    assert args(only(rc, m.LossCharged)) == {"account": carol.address, "amount": 167 * WAD}
-    assert m.accountState(carol.address).cash == 5_000 * WAD - 167 * WAD - 1_000 * WAD
+    assert args(only(rc, m.LossCharged)) == {"account": carol.address, "amount": 1_616 * WAD // 10}
+    assert m.accountState(carol.address).cash == 5_000 * WAD - 1_616 * WAD // 10 - 1_000 * WAD
     assert m.lossPending() == 0
     # a second touch charges nothing more
     rc = deposit_cash_units(stack, bob, 1)
@@ -127,8 +127,9 @@ def test_unbacked_when_nobody_holds_cash(
     set_price(stack, 0, 900)
     assert m.insuranceFund() == 0
     pred, _ = liquidate_checked(stack, alice, keeper, WAD, CRASH)
-    assert pred["bad_debt"] == {"covered": 0, "socialized": 0, "unbacked": 1_135 * WAD, "lossIndex": WAD}
-    assert m.unbackedDebt() == 1_135 * WAD
+    # the fund holds only this liquidation's insurance share (27), which it pays first
+    assert pred["bad_debt"] == {"covered": 27 * WAD, "socialized": 0, "unbacked": 1_108 * WAD, "lossIndex": WAD}
+    assert m.unbackedDebt() == 1_108 * WAD and m.insuranceFund() == 0
     assert m.lossIndex() == WAD and m.lossPending() == 0
     # the claims on the quote balance exceed it by exactly the unbacked debt
     assert_ledger(stack, everyone)
@@ -172,7 +173,7 @@ def _two_insolvencies(stack: Stack, maker: Any, alice: Any, bob: Any, carol: Any
     _underwater(stack, carol, maker)
     set_price(stack, 0, 900)
     first, _ = liquidate_checked(stack, alice, keeper, WAD, CRASH)
-    assert first["bad_debt"]["socialized"] == 1_135 * WAD
+    assert first["bad_debt"]["socialized"] == 1_108 * WAD  # 1,135 less the insurance share of 27
     m.withdrawCash(m.accountState(keeper.address).cash // QUOTE_SCALE, keeper.address, sender=keeper)
     second, _ = liquidate_checked(stack, carol, keeper, WAD, CRASH)
     assert second["bad_debt"]["unbacked"] > 0  # it exceeded all positive cash
@@ -207,9 +208,9 @@ def test_losses_socialised_after_a_wipe_out_are_still_charged(
     """After a deficit that takes all positive cash, a later socialised loss must still reach the cash
     holders of that time: once every positive balance has been touched, nothing is left pending.
 
-    The multiplicative index goes to index * (total - socialized) / total = 0 on a wipe-out, floored at 1;
-    at 1 it can fall no further, so every later socialisation leaves it at 1: BadDebt reports the loss
-    as socialised, lossPending grows by it, and no balance is ever charged for it."""
+    (Found by this test: a wipe-out used to floor the multiplicative index at 1, where it could fall no
+    further, so later losses were reported as socialised and charged to nobody. A wipe-out now starts a
+    new loss epoch with the index back at 1e18.)"""
     m = stack.margin
     _two_insolvencies(stack, maker, alice, bob, carol, keeper)
     # dave deposits afterwards; a third account goes under (long 10 WETH from $900, closed at $500)

@@ -221,10 +221,20 @@ def test_one_update_moves_each_parameter_by_at_most_one_step(stack: Stack, k: in
     assert _same(*read_pending(stack)[:2], accepted)
 
 
-def test_fields_without_a_step_bound_move_freely(stack: Stack) -> None:
-    """targetHealth, insuranceShare and dust have absolute bounds only (documented behaviour)."""
-    rp = replace(stack.params, target_health=5 * WAD, insurance_share=0, dust=10**24)
-    stack.margin.proposeRiskParams(*_args(rp), sender=stack.admin)
+def test_target_health_insurance_share_and_dust_are_step_bounded(stack: Stack) -> None:
+    """targetHealth, insuranceShare and dust move at most 2x per update, like the other scalars."""
+    m, p = stack.margin, stack.params
+    for field, name, value in (
+        ("target_health", b"targetHealth", p.target_health * 2 + 1),
+        ("insurance_share", b"insuranceShare", p.insurance_share // 2 - 1),
+        ("dust", b"dust", p.dust * 2 + 1),
+    ):
+        rp = replace(p, **{field: value})
+        old = getattr(p, field)
+        with reverts(m.ParamStepTooLarge, field=name.ljust(32, b"\0"), index=0, oldValue=old, newValue=value):
+            m.proposeRiskParams(*_args(rp), sender=stack.admin)
+    rp = replace(p, target_health=p.target_health * 2, insurance_share=p.insurance_share // 2, dust=p.dust * 2)
+    m.proposeRiskParams(*_args(rp), sender=stack.admin)
     assert _same(*read_pending(stack)[:2], rp)
 
 

@@ -182,7 +182,10 @@ def test_at_most_sixteen_assets(stack: Stack, project: Any, admin: Any) -> None:
     m = stack.margin
     assert m.MAX_ASSETS() == 16
     token = project.MockERC20.deploy("Any", "ANY", 8, sender=admin)
+    with reverts(m.InvalidToken, token=stack.tokens[0].address):  # listed twice: refused
+        m.listAsset(stack.tokens[0].address, sender=admin)
     while m.numAssets() < 16:
-        m.listAsset(token.address, sender=admin)
+        fresh = project.MockERC20.deploy("Any", "ANY", 8, sender=admin)
+        m.listAsset(fresh.address, sender=admin)
     with reverts(m.TooManyAssets, max=16):
         m.listAsset(token.address, sender=admin)
