@@ -43,7 +43,7 @@ help:
 	@echo "make test     forge test (tests/forge, if any) then pytest (PYTEST_ARGS=... to pass options)"
 	@echo "make demo     python -m sim.demo"
 	@echo "make gas      python scripts/gas_report.py  (-> reports/gas.json)"
-	@echo "make bench    python scripts/bench.py, if present"
+	@echo "make bench    python scripts/bench_engine.py  (-> reports/bench/engine.json)"
 	@echo "make lint     ruff check + mypy keeper sim"
 	@echo "make slither  slither over contracts/ (via forge + solc shim); fails on medium/high findings"
 
@@ -101,8 +101,8 @@ gas: compile
 	python scripts/gas_report.py
 
 bench: setup
-	@if [ -f scripts/bench.py ]; then python scripts/bench.py; \
-	else echo "make bench: scripts/bench.py not present yet"; fi
+	@mkdir -p reports/bench
+	python scripts/bench_engine.py
 
 lint: setup
 	ruff check .

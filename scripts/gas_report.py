@@ -113,6 +113,8 @@ def main() -> int:
             with ape.networks.parse_network_choice("ethereum:local:foundry"):
                 got = measure(ape.accounts.test_accounts, ape.project, ape.chain, n, s)
             rows.extend(got)
+            OUT.parent.mkdir(parents=True, exist_ok=True)
+            OUT.write_text(json.dumps(rows, indent=2) + "\n")  # kept point by point
             print(" ".join(f"{r['op']}={r['gas']:,}" for r in got), f"(assets={n}, scenarios={s})", flush=True)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(rows, indent=2) + "\n")
