@@ -80,9 +80,9 @@ def measure(accounts: Any, project: Any, chain: Any, n: int, s: int) -> list[dic
     out["trade"] = trade(stack, maker, victim, 0, 1).gas_used
     out["withdraw"] = m.withdrawCash(1_000_000, victim.address, sender=victim).gas_used
     chain.restore(snap)  # the liquidation starts from the state before the trade and the withdrawal
-    for step in range(1, 15):  # lower every price 5% at a time until the victim is liquidatable
+    for step in range(1, 70):  # lower every price 1% at a time until the victim is liquidatable
         for i in range(n):
-            stack.set_price(i, stack.assets[i].price * (1 - 0.05 * step))
+            stack.set_price(i, stack.assets[i].price * (1 - 0.01 * step))
         preview = stack.lens.previewLiquidation(victim.address)
         if preview.liquidatable:
             break
