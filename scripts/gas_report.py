@@ -115,7 +115,8 @@ def main() -> int:
             rows.extend(got)
             OUT.parent.mkdir(parents=True, exist_ok=True)
             OUT.write_text(json.dumps(rows, indent=2) + "\n")  # kept point by point
-            print(" ".join(f"{r['op']}={r['gas']:,}" for r in got), f"(assets={n}, scenarios={s})", flush=True)
+            figures = " ".join(f"{r['op']}={r['gas']:,}" for r in got)
+            print(figures, f"(assets={n}, scenarios={s})", flush=True)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(rows, indent=2) + "\n")
     print(f"written: {OUT}")
