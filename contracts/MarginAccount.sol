@@ -371,7 +371,9 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
             uint256 next = index * (total - socialized) / total;
             if (next < MIN_LOSS_INDEX) {
                 // all positive cash is (all but 1e-9) gone: every balance of this epoch is charged in full
-                (lossEpoch, lossIndex, scaledPositiveCash) = (lossEpoch + 1, 1e18, 0);
+                lossEpoch += 1;
+                lossIndex = 1e18;
+                scaledPositiveCash = 0;
                 if (total > rest) insuranceFund += int256(total - rest); // the sliver over-charged
                 socialized = total;
             } else {

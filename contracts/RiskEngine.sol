@@ -59,6 +59,8 @@ abstract contract RiskEngine is IMarginErrors, IMarginEvents {
     uint64 public lossIndex = 1e18;
     /// @notice Starts a new epoch when a loss wipes out (all but 1e-9 of) all positive cash: balances last
     /// settled in an older epoch are worth nothing, and the index restarts at 1e18 with full precision.
+    // written by MarginAccount._closeInsolvent; only the test harness (mocks/) never writes it
+    // slither-disable-next-line uninitialized-state
     uint32 public lossEpoch;
     /// @dev pending parameter blob and when it may activate
     address internal _pending;
