@@ -26,3 +26,32 @@ class PriceDataError(MarginError, ValueError):
 
 class RiskFileError(ParamsError):
     """A risk-parameter file that does not validate; the message names every offending field."""
+
+
+class ConfigError(MarginError, ValueError):
+    """Keeper configuration that does not validate; the message names every offending field."""
+
+
+class RpcError(MarginError):
+    """A JSON-RPC failure. `code` and `data` are the node's error object where it answered with one."""
+
+    def __init__(self, message: str, *, code: int | None = None, data: object = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.data = data
+
+
+class RpcUnavailable(RpcError):
+    """No endpoint answered (connection refused, timeout, HTTP error) after trying every one."""
+
+
+class ExecutionReverted(RpcError):
+    """An eth_call / eth_estimateGas that reverted; `data` holds the revert bytes (hex) when the node gave them."""
+
+
+class StaleStateError(MarginError):
+    """A freshness gate failed (a stale oracle price or a lagging node): the keeper stops liquidating."""
+
+
+class SignerError(MarginError):
+    """The signing key could not be loaded (missing keystore, wrong password, malformed key)."""

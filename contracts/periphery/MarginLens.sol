@@ -7,6 +7,40 @@ import {
 } from "../interfaces/IMarginTypes.sol";
 import {LiquidationMath} from "../libraries/LiquidationMath.sol";
 import {Params, ParamsLib} from "../libraries/ParamsLib.sol";
+import {OracleLib} from "../libraries/OracleLib.sol";
+import {AggregatorV3Interface} from "../interfaces/AggregatorV3Interface.sol";
+
+/// @notice Everything global a keeper needs each block, read in one call.
+/// @param blockNumber the block the view ran in; @param timestamp its time (unix seconds)
+/// @param params address of the current risk-parameter blob (changes when new parameters activate)
+/// @param lossIndex socialised-loss index (WAD, multiplicative); @param lossEpoch its epoch
+/// @param insuranceFund insurance fund (USD WAD, signed); @param unbackedDebt debt nobody absorbed (USD WAD)
+/// @param price per asset: the price the core would use (USD WAD per unit), 0 where the oracle check fails
+/// @param answer per asset: the feed's raw latest answer (feed decimals), 0 where the call failed
+/// @param updatedAt per asset: the feed's `updatedAt` (unix seconds), 0 where the call failed
+/// @param fundingIndex per asset: cumulative funding index (USD WAD per unit)
+struct MarketState {
+    uint256 blockNumber;
+    uint256 timestamp;
+    address params;
+    uint256 lossIndex;
+    uint256 lossEpoch;
+    int256 insuranceFund;
+    uint256 unbackedDebt;
+    uint256[] price;
+    int256[] answer;
+    uint256[] updatedAt;
+    int256[] fundingIndex;
+}
+
+/// @notice The core's public state variables the lens reads (declared by `MarginAccount`, not the interface).
+interface IMarginAccountState {
+    function lossIndex() external view returns (uint64);
+    function lossEpoch() external view returns (uint32);
+    function insuranceFund() external view returns (int256);
+    function unbackedDebt() external view returns (uint256);
+    function fundingIndex(uint256 asset) external view returns (int128);
+}
 
 /// @title Batch reads and liquidation previews for keepers
 /// @notice Never reverts on an account it cannot price: `ok = false` says so. Views only: the external
@@ -36,6 +70,41 @@ contract MarginLens {
         (, pending, activatesAt) = margin.riskParamsBlobs();
         if (pending == address(0)) revert IMarginErrors.NoPendingParams();
         (params, shocks) = ParamsLib.load(pending).decode();
+    }
+
+    /// @notice Global state for a keeper's block: oracle prices with their freshness, loss and funding
+    /// indices, insurance fund. Never reverts once parameters exist: a failing oracle shows as price 0.
+    function market() external view returns (MarketState memory s) {
+        (address current,,) = margin.riskParamsBlobs();
+        if (current == address(0)) revert IMarginErrors.NoRiskParams();
+        IMarginAccountState core = IMarginAccountState(address(margin));
+        Params rp = ParamsLib.load(current);
+        uint256 n = rp.n();
+        (s.blockNumber, s.timestamp, s.params) = (block.number, block.timestamp, current);
+        (s.lossIndex, s.lossEpoch) = (core.lossIndex(), core.lossEpoch());
+        (s.insuranceFund, s.unbackedDebt) = (core.insuranceFund(), core.unbackedDebt());
+        s.price = new uint256[](n);
+        s.answer = new int256[](n);
+        s.updatedAt = new uint256[](n);
+        s.fundingIndex = new int256[](n);
+        for (uint256 i; i < n; ++i) {
+            s.fundingIndex[i] = core.fundingIndex(i);
+            address feed = address(uint160(rp.word(ParamsLib.assetBase(i))));
+            try AggregatorV3Interface(feed).latestRoundData() returns (
+                uint80, int256 answer, uint256, uint256 updatedAt, uint80
+            ) {
+                (s.answer[i], s.updatedAt[i]) = (answer, updatedAt);
+            } catch {}
+            try this.priceWad(i) returns (uint256 p) {
+                s.price[i] = p;
+            } catch {}
+        }
+    }
+
+    /// @notice The price of asset `asset` exactly as the core reads it (reverts where the core would).
+    function priceWad(uint256 asset) external view returns (uint256) {
+        (address current,,) = margin.riskParamsBlobs();
+        return OracleLib.priceWad(ParamsLib.load(current), asset);
     }
 
     /// @notice Raw ledger state of many accounts in one call.

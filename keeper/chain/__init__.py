@@ -1,0 +1,1 @@
+"""Chain access: JSON-RPC with failover, the deployment file, the event-sourced account index."""

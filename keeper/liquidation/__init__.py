@@ -1,0 +1,1 @@
+"""Liquidation: the pure selector (candidates, witness, size, rank) and the transaction executor."""

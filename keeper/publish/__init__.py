@@ -1,0 +1,1 @@
+"""Telemetry: MQTT publisher (aiomqtt) behind the `Publisher` protocol, and its pydantic message models."""
