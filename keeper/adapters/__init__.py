@@ -1,0 +1,108 @@
+"""Protocol adapters: every protocol-specific read and the liquidation call, behind one interface.
+
+The keeper's loop (keeper/service.py) knows accounts, prices, risk parameters and liquidation previews in
+the engine's terms; an adapter turns a protocol's contracts into those. Supporting another protocol means
+adding one module here that implements `ProtocolAdapter` and registering it in `ADAPTERS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from keeper.chain.deployment import Deployment
+from keeper.chain.rpc import RpcClient
+from keeper.engine.margin import Portfolio
+from keeper.engine.params import RiskParams
+from keeper.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class MarketState:
+    """Global state at one block. Prices are USD WAD per unit, 0 where the protocol's oracle check fails."""
+
+    block: int
+    timestamp: int
+    params_id: str  # changes when new risk parameters take effect
+    prices: tuple[int, ...]
+    updated_at: tuple[int, ...]  # per asset, feed time (unix seconds), 0 when unreadable
+    funding_index: tuple[int, ...]  # USD WAD per unit
+    loss_index: int
+    loss_epoch: int
+    insurance_fund: int  # USD WAD
+    unbacked_debt: int  # USD WAD
+
+
+@dataclass(frozen=True)
+class RawAccount:
+    """Stored state of one account as the protocol keeps it (before pending funding and loss)."""
+
+    cash: int
+    loss_snapshot: int
+    collateral: tuple[int, ...]
+    size: tuple[int, ...]
+    cost_basis: tuple[int, ...]
+    funding_snapshot: tuple[int, ...]
+
+    @property
+    def empty(self) -> bool:
+        return self.cash == 0 and not any(self.collateral) and not any(self.size) and not any(self.cost_basis)
+
+
+@dataclass(frozen=True)
+class Preview:
+    """The protocol's own verdict on one account (an eth_call): the chain is the source of truth."""
+
+    account: str
+    ok: bool  # False when the protocol could not price the account
+    liquidatable: bool
+    witness_kind: int
+    witness_scenario: int
+    equity: int  # USD WAD
+    maintenance: int  # USD WAD
+    requirement: int  # witnessed requirement, USD WAD
+    max_fraction: int  # WAD
+    penalty: int  # USD WAD the liquidator earns at max_fraction
+
+
+class ProtocolAdapter(Protocol):
+    """What the keeper needs from a protocol. Reads take many accounts per round trip."""
+
+    name: str
+    deployment: Deployment
+
+    @property
+    def contract(self) -> str:
+        """The address whose events the follower indexes."""
+
+    async def market(self, rpc: RpcClient) -> MarketState: ...
+
+    async def account_states(self, rpc: RpcClient, accounts: Sequence[str]) -> list[RawAccount]: ...
+
+    async def previews(self, rpc: RpcClient, accounts: Sequence[str]) -> list[Preview]: ...
+
+    async def risk_params(self, rpc: RpcClient) -> RiskParams: ...
+
+    def portfolio(self, raw: RawAccount, market: MarketState) -> Portfolio:
+        """The account as the margin engine sees it at `market` (pending funding and loss applied)."""
+
+    def liquidation_call(self, preview: Preview) -> tuple[str, str]:
+        """(to, calldata) liquidating `preview.account` at its max fraction with its witness."""
+
+
+def load_adapter(name: str, deployment: Deployment, *, batch: int = 500) -> ProtocolAdapter:
+    try:
+        factory = ADAPTERS[name]
+    except KeyError:
+        raise ConfigError(f"adapter: unknown protocol adapter {name!r} (known: {', '.join(sorted(ADAPTERS))})") from None
+    return factory(deployment, batch)
+
+
+def _margin_account(deployment: Deployment, batch: int) -> ProtocolAdapter:
+    from keeper.adapters.margin_account import MarginAccountAdapter
+
+    return MarginAccountAdapter(deployment, batch=batch)
+
+
+ADAPTERS: dict[str, Callable[[Deployment, int], ProtocolAdapter]] = {"margin_account": _margin_account}

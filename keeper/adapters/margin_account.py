@@ -1,0 +1,171 @@
+"""The adapter for this project's `MarginAccount` (contracts/MarginAccount.sol) through `MarginLens`.
+
+Reads are raw `eth_call`s encoded with eth_abi against the lens's batch views (`market`,
+`accountStates`, `previewLiquidations`, `riskParams`): one round trip for the global state and one per
+`batch` accounts, with no web3 contract layer in the hot path. The ABI strings below are checked against
+the compiled artifacts by tests/integration/test_keeper_adapter.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from eth_abi import decode, encode
+from eth_utils import keccak, to_checksum_address
+
+from keeper.adapters import MarketState, Preview, RawAccount
+from keeper.chain.deployment import Deployment
+from keeper.chain.rpc import RpcClient
+from keeper.engine.margin import Portfolio, pending_loss_charge
+from keeper.engine.params import OracleConfig, RiskParams
+
+_PARAMS = "(uint256,uint256,uint256,uint256,uint256,uint256,uint256,uint256,uint256[],int256[],(address,uint32,uint8,int256,int256)[])"
+MARKET = "(uint256,uint256,address,uint256,uint256,int256,uint256,uint256[],int256[],uint256[],int256[])"
+ACCOUNT_STATE = "(int256,uint256,uint256[],int256[],int256[],int256[])"
+PREVIEW = "(bool,bool,(uint8,uint8),(int256,uint256,uint256,uint256,uint256,uint256,uint256),uint256,uint256,uint256)"
+
+SIGNATURES = {
+    "market": "market()",
+    "accountStates": "accountStates(address[])",
+    "previewLiquidations": "previewLiquidations(address[])",
+    "riskParams": "riskParams()",
+    "liquidate": "liquidate(address,uint256,(uint8,uint8))",
+}
+
+
+def selector(signature: str) -> bytes:
+    return keccak(text=signature)[:4]
+
+
+_SEL = {name: selector(sig) for name, sig in SIGNATURES.items()}
+
+
+def _hex(b: bytes) -> str:
+    return "0x" + b.hex()
+
+
+def params_from_abi(core: Sequence[Any], shocks: Sequence[int]) -> RiskParams:
+    """`RiskParams` from the contract's (RiskParams struct, flat S x n shocks)."""
+    weights, chol = tuple(int(v) for v in core[8]), tuple(int(v) for v in core[9])
+    n = len(weights)
+    flat = [int(v) for v in shocks]
+    return RiskParams(
+        z=int(core[0]),
+        im_factor=int(core[1]),
+        gamma=int(core[2]),
+        penalty=int(core[3]),
+        insurance_share=int(core[4]),
+        close_factor=int(core[5]),
+        target_health=int(core[6]),
+        dust=int(core[7]),
+        weights=weights,
+        chol=chol,
+        shocks=tuple(tuple(flat[r * n : (r + 1) * n]) for r in range(len(flat) // n)) if n else (),
+        oracles=tuple(
+            OracleConfig(to_checksum_address(o[0]), int(o[1]), int(o[2]), int(o[3]), int(o[4])) for o in core[10]
+        ),
+    )
+
+
+class MarginAccountAdapter:
+    """`ProtocolAdapter` for MarginAccount + MarginLens."""
+
+    name = "margin_account"
+
+    def __init__(self, deployment: Deployment, *, batch: int = 500) -> None:
+        if batch < 1:
+            raise ValueError("batch must be >= 1")
+        self.deployment = deployment
+        self.batch = batch
+        self._lens = deployment.margin_lens
+        self._margin = to_checksum_address(deployment.margin_account)
+
+    @property
+    def contract(self) -> str:
+        return self._margin
+
+    async def _call(self, rpc: RpcClient, name: str, args: bytes = b"") -> bytes:
+        raw = await rpc.eth_call(self._lens, _hex(_SEL[name] + args))
+        return bytes.fromhex(raw[2:] if raw.startswith("0x") else raw)
+
+    async def _batched(self, rpc: RpcClient, name: str, accounts: Sequence[str]) -> list[bytes]:
+        """One eth_call per `batch` accounts, sent together in one JSON-RPC batch (one round trip)."""
+        chunks = [list(accounts[i : i + self.batch]) for i in range(0, len(accounts), self.batch)]
+        calls = [
+            ("eth_call", [{"to": self._lens, "data": _hex(_SEL[name] + encode(["address[]"], [c]))}, "latest"])
+            for c in chunks
+        ]
+        out = []
+        for raw in await rpc.batch(calls):
+            s = str(raw)
+            out.append(bytes.fromhex(s[2:] if s.startswith("0x") else s))
+        return out
+
+    async def market(self, rpc: RpcClient) -> MarketState:
+        (m,) = decode([MARKET], await self._call(rpc, "market"))
+        return MarketState(
+            block=int(m[0]),
+            timestamp=int(m[1]),
+            params_id=str(m[2]),
+            loss_index=int(m[3]),
+            loss_epoch=int(m[4]),
+            insurance_fund=int(m[5]),
+            unbacked_debt=int(m[6]),
+            prices=tuple(int(v) for v in m[7]),
+            updated_at=tuple(int(v) for v in m[9]),
+            funding_index=tuple(int(v) for v in m[10]),
+        )
+
+    async def account_states(self, rpc: RpcClient, accounts: Sequence[str]) -> list[RawAccount]:
+        if not accounts:
+            return []
+        out: list[RawAccount] = []
+        for blob in await self._batched(rpc, "accountStates", accounts):
+            (states,) = decode([ACCOUNT_STATE + "[]"], blob)
+            out.extend(
+                RawAccount(int(s[0]), int(s[1]), tuple(s[2]), tuple(s[3]), tuple(s[4]), tuple(s[5])) for s in states
+            )
+        return out
+
+    async def previews(self, rpc: RpcClient, accounts: Sequence[str]) -> list[Preview]:
+        if not accounts:
+            return []
+        out: list[Preview] = []
+        for blob in await self._batched(rpc, "previewLiquidations", accounts):
+            (items,) = decode([PREVIEW + "[]"], blob)
+            for p in items:
+                account = accounts[len(out)]
+                m = p[3]
+                out.append(
+                    Preview(
+                        account=account,
+                        ok=bool(p[0]),
+                        liquidatable=bool(p[1]),
+                        witness_kind=int(p[2][0]),
+                        witness_scenario=int(p[2][1]),
+                        equity=int(m[0]),
+                        maintenance=int(m[5]),
+                        requirement=int(p[4]),
+                        max_fraction=int(p[5]),
+                        penalty=int(p[6]),
+                    )
+                )
+        return out
+
+    async def risk_params(self, rpc: RpcClient) -> RiskParams:
+        core, shocks = decode([_PARAMS, "int256[]"], await self._call(rpc, "riskParams"))
+        return params_from_abi(core, shocks)
+
+    def portfolio(self, raw: RawAccount, market: MarketState) -> Portfolio:
+        n = len(market.prices)
+        cash = raw.cash - pending_loss_charge(raw.cash, raw.loss_snapshot, market.loss_index, market.loss_epoch)
+        owed = tuple(raw.size[i] * (market.funding_index[i] - raw.funding_snapshot[i]) for i in range(n))
+        return Portfolio(cash, raw.collateral[:n], raw.size[:n], raw.cost_basis[:n], owed if any(owed) else None)
+
+    def liquidation_call(self, preview: Preview) -> tuple[str, str]:
+        args = encode(
+            ["address", "uint256", "(uint8,uint8)"],
+            [preview.account, preview.max_fraction, (preview.witness_kind, preview.witness_scenario)],
+        )
+        return self._margin, _hex(_SEL["liquidate"] + args)

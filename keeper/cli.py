@@ -1,0 +1,162 @@
+"""`python -m keeper {run,once,status,recalibrate}`: the keeper's command line.
+
+    python -m keeper run --config keeper.yaml            # the daemon (SIGTERM: finish, persist, exit 0)
+    python -m keeper once --config keeper.yaml           # one pass; prints the accounts at risk
+    python -m keeper status --config keeper.yaml         # cursor, lag, prices, transactions in flight
+    python -m keeper recalibrate --config keeper.yaml --dry-run   # proposed vs current risk parameters
+
+Every setting can also come from `KEEPER_*` environment variables (keeper/config.py). Exit codes: 0 ok,
+2 bad configuration, 1 any other failure (the message says which).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from keeper.config import KeeperSettings, load_settings
+from keeper.engine.fixedpoint import WAD
+from keeper.errors import ConfigError, MarginError
+
+console = Console()
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m keeper", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("run", "run the daemon until SIGTERM"),
+        ("once", "process the current head once and print the accounts at risk"),
+        ("status", "print the keeper's cursor, the node's head, prices and transactions in flight"),
+        ("recalibrate", "recompute risk parameters from recorded oracle prices and propose them"),
+    ):
+        s = sub.add_parser(name, help=text)
+        s.add_argument("--config", "-c", help="YAML configuration file (keeper/config.py)")
+        s.add_argument("--dry-run", action="store_true", help="send nothing; say what would be sent")
+        s.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+        if name == "once":
+            s.add_argument("--top", type=int, default=20, help="rows of the at-risk table (default 20)")
+        if name == "recalibrate":
+            s.add_argument("--prices", help="price CSV (keeper/pricefile.py) instead of the recorded history")
+    return p
+
+
+def _settings(args: argparse.Namespace) -> KeeperSettings:
+    overrides: dict[str, Any] = {"dry_run": True} if args.dry_run else {}
+    return load_settings(args.config, **overrides)
+
+
+async def _once(settings: KeeperSettings, top: int) -> int:
+    from keeper.service import Keeper
+
+    keeper = Keeper(settings)
+    await keeper.start()
+    try:
+        report = await keeper.tick(force=True)
+    finally:
+        await keeper.stop()
+    assert report is not None and keeper.state.screen is not None
+    m = keeper.state.screen.margin
+    table = Table(title=f"Accounts at risk at block {report.block} (health < {settings.warning_health})")
+    for col in ("account", "health", "equity $", "maintenance $", "liquidatable"):
+        table.add_column(col, justify="right" if col != "account" else "left")
+    liquidatable = {c.row for c in report.candidates}
+    for row in report.stats.warnings[:top]:
+        table.add_row(
+            keeper.book.accounts[row],
+            f"{m.health[row]:.4f}",
+            f"{m.equity[row]:,.2f}",
+            f"{m.maintenance[row]:,.2f}",
+            "yes" if row in liquidatable else "",
+        )
+    console.print(table)
+    console.print(
+        f"{report.accounts} accounts, {report.stats.at_risk} at risk, {len(report.candidates)} liquidatable; "
+        f"lowest health {report.stats.lowest_health if report.stats.lowest_health is not None else '-'}; "
+        f"engine {report.engine_ms:.1f} ms, {report.rpc_round_trips} RPC round trips"
+    )
+    for ev in report.events:
+        console.print(f"{ev.stage}: {ev.account} fraction {ev.fraction_wad / WAD:.4f} {ev.reason or ''}")
+    if report.gated:
+        console.print(f"[red]liquidations held back: {report.gated}[/red]")
+    return 0
+
+
+async def _status(settings: KeeperSettings) -> int:
+    from keeper.adapters import load_adapter
+    from keeper.chain.deployment import Deployment
+    from keeper.chain.rpc import RpcClient
+    from keeper.chain.store import Store
+    from keeper.liquidation.journal import Journal
+
+    deployment = Deployment.load(settings.deployment)
+    adapter = load_adapter(settings.adapter, deployment)
+    rpc = RpcClient(settings.rpc_urls, timeout=settings.rpc_timeout_s)
+    try:
+        market = await adapter.market(rpc)
+    finally:
+        await rpc.close()
+    store = Store.open(settings.store, deployment.chain_id, adapter.contract)
+    try:
+        cursor = store.cursor()
+        accounts = len(store.accounts())
+    finally:
+        store.close()
+    pending = Journal(settings.store).pending()
+    processed = cursor.number if cursor is not None else None
+    console.print(f"keeper {settings.keeper_id}: shard {settings.shard.index}/{settings.shard.count}")
+    console.print(f"node head {market.block} (block time {time.time() - market.timestamp:,.0f} s ago)")
+    lag = "" if processed is None else f", {market.block - processed} behind"
+    console.print(f"processed up to {processed if processed is not None else 'nothing yet'}{lag}; {accounts} accounts")
+    table = Table(title="Oracle prices")
+    for col in ("asset", "price $", "age s", "ok"):
+        table.add_column(col)
+    for a, p, at in zip(deployment.assets, market.prices, market.updated_at, strict=False):
+        table.add_row(a.symbol, f"{p / WAD:,.4f}", f"{market.timestamp - at:,}", "yes" if p else "[red]no[/red]")
+    console.print(table)
+    console.print(f"insurance fund ${market.insurance_fund / WAD:,.2f}, unbacked debt ${market.unbacked_debt / WAD:,.2f}")
+    console.print(f"{len(pending)} liquidation transaction(s) in flight")
+    for row in pending:
+        console.print(f"  {row.account} nonce {row.nonce} {row.tx_hash}")
+    return 0
+
+
+async def _recalibrate(settings: KeeperSettings, prices_csv: str | None) -> int:
+    from keeper.recalibrate import run_recalibration
+
+    return await run_recalibration(settings, prices_csv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = _settings(args)
+        if args.command == "run":
+            from keeper.service import Keeper
+
+            asyncio.run(Keeper(settings).run())
+            return 0
+        if args.command == "once":
+            return asyncio.run(_once(settings, args.top))
+        if args.command == "status":
+            return asyncio.run(_status(settings))
+        return asyncio.run(_recalibrate(settings, args.prices))
+    except ConfigError as exc:
+        console.print(f"[red]configuration error[/red]: {exc}")
+        return 2
+    except MarginError as exc:
+        console.print(f"[red]error[/red]: {exc}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,439 @@
+"""The keeper's composition root: wires chain, engine, selector, executor and telemetry into `tick()`.
+
+One `tick()` per new block:
+  follow logs (which accounts changed) -> one `market()` read (prices, freshness, indices) -> state of the
+  changed accounts (one round trip per `state_batch`) -> screen the whole book when a price, a parameter or
+  an index moved (else only when accounts changed) -> exact check of the candidates -> the protocol's
+  `previewLiquidation` for them -> profitable ones sent -> telemetry.
+The daemon (`run`), the CLI's `once`, the benchmarks and the simulator all call this same `tick()`.
+Nothing here does maths or I/O of its own beyond calling the modules it wires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from keeper import __version__
+from keeper.adapters import MarketState, Preview, ProtocolAdapter, load_adapter
+from keeper.book import Assignment, Book
+from keeper.chain.deployment import Deployment
+from keeper.chain.follower import Follower, FollowUpdate
+from keeper.chain.rpc import RpcClient
+from keeper.chain.store import Store
+from keeper.config import KeeperSettings
+from keeper.engine.fixedpoint import WAD
+from keeper.engine.netting import FloatParams, wads_to_array
+from keeper.engine.params import RiskParams
+from keeper.engine.screen import Screen, screen
+from keeper.errors import MarginError, RpcError, StaleStateError
+from keeper.liquidation.executor import Executor, LiquidationRequest, TxEvent
+from keeper.liquidation.journal import Journal
+from keeper.liquidation.selector import BookStats, Candidate, candidates, plan, stats
+from keeper.liquidation.signer import Signer
+from keeper.metrics import HealthState, KeeperMetrics, MetricsServer
+from keeper.publish.models import Alert, BlockSummary, ControlCommand, LiquidationEvent, Status
+from keeper.publish.mqtt import MqttPublisher, NullPublisher, Publisher
+
+log = logging.getLogger("keeper")
+
+
+@dataclass(frozen=True)
+class TickReport:
+    """What one tick saw and did (the CLI prints it; benchmarks and the simulator read it)."""
+
+    block: int
+    accounts: int
+    changed_accounts: int
+    stats: BookStats
+    candidates: tuple[Candidate, ...]
+    previews: tuple[Preview, ...]
+    events: tuple[TxEvent, ...]
+    engine_ms: float
+    tick_ms: float
+    rpc_round_trips: int
+    rpc_requests: int
+    send_ms: float | None  # from the start of the tick to the send round trip's return, when something was sent
+    stale_assets: tuple[int, ...]
+    gated: str | None  # why liquidations were held back this tick (stale price, lagging node, paused)
+
+
+@dataclass
+class _State:
+    market: MarketState | None = None
+    params: RiskParams | None = None
+    fparams: FloatParams | None = None
+    screen: Screen | None = None
+    last_prices: tuple[int, ...] = ()
+    paused: bool = False
+    cooldown: dict[str, int] = field(default_factory=dict)
+
+
+class Keeper:
+    """One keeper instance (one shard). `await start()`, then `await tick()` per block, `await stop()`."""
+
+    def __init__(
+        self,
+        settings: KeeperSettings,
+        *,
+        deployment: Deployment | None = None,
+        publisher: Publisher | None = None,
+        rpc: RpcClient | None = None,
+        wall_clock: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.deployment = deployment or Deployment.load(settings.deployment)
+        self.adapter: ProtocolAdapter = load_adapter(settings.adapter, self.deployment, batch=settings.state_batch)
+        self.rpc = rpc or RpcClient(settings.rpc_urls, timeout=settings.rpc_timeout_s)
+        self.store = Store.open(settings.store, self.deployment.chain_id, self.adapter.contract)
+        self.follower = Follower(
+            self.rpc,
+            self.store,
+            self.adapter.contract,
+            self.deployment.start_block,
+            confirmations=settings.confirmations,
+            max_range=settings.max_log_range,
+        )
+        self.assignment = Assignment(settings.shard.index, settings.shard.count)
+        self.book = Book(len(self.deployment.assets) or 1)
+        signer = Signer.load(settings.signer) if settings.signer is not None else None
+        self.executor = Executor(
+            self.rpc,
+            signer,
+            self.deployment.chain_id,
+            settings.fees,
+            Journal(settings.store),
+            dry_run=settings.dry_run,
+        )
+        self.metrics = KeeperMetrics()
+        self.health = HealthState(
+            liveness_timeout_s=settings.metrics.liveness_timeout_s, max_block_lag=settings.metrics.max_block_lag
+        )
+        self.metrics_server: MetricsServer | None = None
+        self.wall_clock = wall_clock
+        self.state = _State()
+        self.publisher: Publisher = publisher or (
+            MqttPublisher(settings.mqtt, settings.keeper_id, self.on_control, self._status("online"))
+            if settings.mqtt.enabled
+            else NullPublisher()
+        )
+        self._stopping = asyncio.Event()
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+    @property
+    def symbols(self) -> list[str]:
+        return [a.symbol for a in self.deployment.assets]
+
+    def _status(self, state: str, block: int | None = None) -> Status:
+        return Status(
+            v=1,
+            keeper_id=self.settings.keeper_id,
+            state=state,  # type: ignore[arg-type]
+            dry_run=self.executor.dry_run,
+            shard=f"{self.assignment.index}/{self.assignment.count}",
+            version=__version__,
+            block=block,
+            ts=time.time(),
+        )
+
+    async def start(self) -> None:
+        await self.executor.start()
+        await self.publisher.start()
+        if self.settings.metrics.enabled:
+            self.metrics_server = MetricsServer(
+                self.metrics, self.health, self.settings.metrics.host, self.settings.metrics.port
+            )
+            self.metrics_server.start()
+
+    async def stop(self) -> None:
+        """Finish what is in flight (receipts of this block), persist, say offline, close."""
+        try:
+            head = self.store.cursor_block() if hasattr(self.store, "cursor_block") else None
+            if head is not None:
+                for ev in await self.executor.on_block(head):
+                    self._publish_tx(ev)
+        except MarginError as exc:
+            log.warning("stop: could not poll receipts: %s", exc)
+        self.publisher.publish(self._status("offline"))
+        await self.publisher.stop()
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
+        await self.rpc.close()
+        self.store.close()
+
+    async def on_control(self, cmd: ControlCommand) -> None:
+        if cmd.command == "pause":
+            self.state.paused = True
+        elif cmd.command == "resume":
+            self.state.paused = False
+        elif cmd.command == "dry_run_on":
+            self.executor.dry_run = True
+        elif cmd.command == "dry_run_off":
+            self.executor.dry_run = False
+        log.warning("control: %s accepted", cmd.command)
+        self.metrics.set_mode(paused=self.state.paused, dry_run=self.executor.dry_run)
+        self.publisher.publish(self._status("paused" if self.state.paused else "online"))
+
+    # ------------------------------------------------------------------------------------------ the tick
+    async def tick(self, *, force: bool = False) -> TickReport | None:
+        """Process the new head, if any (None when the head has not moved and `force` is False)."""
+        t0 = time.perf_counter()
+        rpc0 = self.rpc.stats.snapshot()
+        upd = await self.follower.poll()
+        if upd is None and not force:
+            self.health.beat()
+            return None
+        events: list[TxEvent] = []
+        market = await self.adapter.market(self.rpc)
+        head = market.block
+        events += await self.executor.on_block(head)
+        changed = await self._sync_accounts(upd, market)
+        repriced = await self._sync_globals(upd, market)
+        stale = self._stale_assets(market)
+        gate = self._gate(market, stale)
+
+        te = time.perf_counter()
+        prices_wad = self._screen_prices(market, stale)
+        assert self.state.fparams is not None and self.state.params is not None
+        if self.state.screen is None or changed or repriced or prices_wad != self.state.last_prices:
+            self.state.screen = screen(self.book.float_book(), wads_to_array(prices_wad), self.state.fparams)
+            self.state.last_prices = prices_wad
+        sc = self.state.screen
+        st = stats(sc, self.settings.warning_health)
+        cands = candidates(
+            sc, self.book.portfolios, prices_wad, self.state.params, exclude=self._excluded(stale, head)
+        )
+        engine_ms = (time.perf_counter() - te) * 1e3
+
+        previews: list[Preview] = []
+        send_ms = None
+        if cands and gate is None:
+            previews = await self.adapter.previews(self.rpc, [self.book.accounts[c.row] for c in cands])
+            reqs = await self._requests(previews, market, head, events)
+            if reqs:
+                events += await self.executor.submit(reqs, head)
+                send_ms = (time.perf_counter() - t0) * 1e3
+        elif cands:
+            log.error("block %d: %d liquidatable account(s) held back: %s", head, len(cands), gate)
+
+        rpc = self.rpc.stats.since(rpc0)
+        report = TickReport(
+            block=head,
+            accounts=len(self.book),
+            changed_accounts=len(changed),
+            stats=st,
+            candidates=tuple(cands),
+            previews=tuple(previews),
+            events=tuple(events),
+            engine_ms=engine_ms,
+            tick_ms=(time.perf_counter() - t0) * 1e3,
+            rpc_round_trips=rpc.round_trips,
+            rpc_requests=rpc.requests,
+            send_ms=send_ms,
+            stale_assets=tuple(stale),
+            gated=gate,
+        )
+        self._telemetry(report, market, sc)
+        self.health.beat(head=head, processed=head, prices_fresh=not stale, ok=True)
+        return report
+
+    async def _sync_accounts(self, upd: FollowUpdate | None, market: MarketState) -> list[str]:
+        if upd is None:
+            return []
+        if upd.removed_accounts:
+            self.book.remove(upd.removed_accounts)
+        wanted = self.follower.accounts() if upd.first else sorted(upd.changed | upd.new_accounts)
+        mine = [a for a in wanted if self.assignment.owns(a)]
+        if mine:
+            raws = await self.adapter.account_states(self.rpc, mine)
+            self.book.update(mine, raws, market, self.adapter)
+            self.executor.state_changed(mine)
+            for a in mine:
+                self.state.cooldown.pop(a, None)
+        return mine
+
+    async def _sync_globals(self, upd: FollowUpdate | None, market: MarketState) -> bool:
+        """Load risk parameters when they changed; re-derive portfolios when an index moved. True when the
+        whole book must be screened again."""
+        prev = self.state.market
+        self.state.market = market
+        params_moved = prev is None or prev.params_id != market.params_id or bool(upd and upd.params_changed)
+        if params_moved or self.state.params is None:
+            rp = await self.adapter.risk_params(self.rpc)
+            self.state.params, self.state.fparams = rp, FloatParams.of(rp)
+            if prev is not None:
+                self.book.reprice_globals(market, self.adapter)
+            return True
+        assert prev is not None
+        if (prev.funding_index, prev.loss_index, prev.loss_epoch) != (
+            market.funding_index,
+            market.loss_index,
+            market.loss_epoch,
+        ):
+            self.book.reprice_globals(market, self.adapter)
+            return True
+        return False
+
+    def _stale_assets(self, market: MarketState) -> list[int]:
+        out = []
+        max_age = self.settings.max_price_age_s
+        for i, (p, at) in enumerate(zip(market.prices, market.updated_at, strict=True)):
+            if p == 0 or (max_age is not None and market.timestamp - at > max_age):
+                out.append(i)
+        return out
+
+    def _gate(self, market: MarketState, stale: Sequence[int]) -> str | None:
+        if self.state.paused:
+            return "paused by control command"
+        max_head_age = self.settings.max_head_age_s
+        if self.wall_clock and max_head_age is not None and time.time() - market.timestamp > max_head_age:
+            return f"node lagging: head block {market.block} is {time.time() - market.timestamp:.0f} s old"
+        if stale and len(stale) == len(market.prices):
+            return "every oracle price is stale or failing"
+        return None
+
+    def _screen_prices(self, market: MarketState, stale: Sequence[int]) -> tuple[int, ...]:
+        """Prices for the screen: the last good price of a failing feed (its holders are excluded)."""
+        last = self.state.last_prices
+        return tuple(
+            (last[i] if i < len(last) else 0) if i in stale else p for i, p in enumerate(market.prices)
+        )
+
+    def _excluded(self, stale: Sequence[int], head: int) -> np.ndarray:
+        a = len(self.book)
+        out = self.book.holds(list(stale)) if stale else np.zeros(a, dtype=bool)
+        busy = self.executor.in_flight()
+        for account, until in list(self.state.cooldown.items()):
+            if until <= head:
+                del self.state.cooldown[account]
+        for account in busy | set(self.state.cooldown):
+            row = self.book.index.get(account)
+            if row is not None:
+                out[row] = True
+        return out
+
+    def _eth_usd(self, market: MarketState) -> float:
+        native = self.settings.native_asset
+        if native is not None and native in self.symbols:
+            price = market.prices[self.symbols.index(native)]
+            if price:
+                return price / WAD
+        return self.settings.eth_usd
+
+    async def _requests(
+        self, previews: Sequence[Preview], market: MarketState, head: int, events: list[TxEvent]
+    ) -> list[LiquidationRequest]:
+        fees = await self.executor.fees()
+        gas_cost = int(self.settings.liquidation_gas * fees.max_fee * self._eth_usd(market))
+        min_profit = int(self.settings.min_profit_usd * WAD)
+        reqs = []
+        for d in plan(previews, gas_cost, min_profit):
+            p = d.preview
+            if not d.send:
+                if p.liquidatable:
+                    events.append(
+                        TxEvent("skipped", p.account, None, None, p.max_fraction, p.penalty, None, None, None, None,
+                                head, d.reason)
+                    )
+                self.state.cooldown[p.account] = head + 1
+                continue
+            to, data = self.adapter.liquidation_call(p)
+            reqs.append(LiquidationRequest(p.account, to, data, p.max_fraction, p.penalty, None))
+        return reqs
+
+    # ------------------------------------------------------------------------------------------ telemetry
+    def _publish_tx(self, ev: TxEvent) -> None:
+        self.metrics.count_liquidation(ev.stage)
+        self.publisher.publish(
+            LiquidationEvent(
+                v=1,
+                stage=ev.stage,
+                account=ev.account,
+                tx_hash=ev.tx_hash,
+                nonce=ev.nonce,
+                fraction=ev.fraction_wad / WAD,
+                fraction_wad=str(ev.fraction_wad),
+                penalty_usd=ev.penalty_wad / WAD,
+                gas_limit=ev.gas_limit,
+                gas_used=ev.gas_used,
+                max_fee_per_gas=ev.max_fee,
+                priority_fee_per_gas=ev.priority_fee,
+                block=ev.block,
+                reason=ev.reason,
+            )
+        )
+        level = logging.WARNING if ev.stage in ("reverted", "dropped", "skipped") else logging.INFO
+        log.log(level, "liquidation %s %s %s %s", ev.stage, ev.account, ev.tx_hash or "", ev.reason or "")
+
+    def _telemetry(self, r: TickReport, market: MarketState, sc: Screen) -> None:
+        for ev in r.events:
+            self._publish_tx(ev)
+        prices = {s: p / WAD for s, p in zip(self.symbols, market.prices, strict=False)}
+        self.publisher.publish(
+            BlockSummary(
+                v=1,
+                block=r.block,
+                block_ts=market.timestamp,
+                accounts=r.accounts,
+                changed_accounts=r.changed_accounts,
+                at_risk=r.stats.at_risk,
+                liquidatable=len(r.candidates),
+                lowest_health=r.stats.lowest_health,
+                engine_ms=r.engine_ms,
+                tick_ms=r.tick_ms,
+                rpc_round_trips=r.rpc_round_trips,
+                prices=prices,
+                paused=self.state.paused,
+                dry_run=self.executor.dry_run,
+            )
+        )
+        m = sc.margin
+        liquidatable = {c.row for c in r.candidates}
+        for row in r.stats.warnings:
+            self.publisher.publish(
+                Alert(
+                    v=1,
+                    account=self.book.accounts[row],
+                    health=float(m.health[row]),
+                    equity_usd=float(m.equity[row]),
+                    maintenance_usd=float(m.maintenance[row]),
+                    block=r.block,
+                    level="liquidatable" if row in liquidatable else "warning",
+                )
+            )
+        if r.gated is not None:
+            log.error("block %d: liquidations held back: %s", r.block, r.gated)
+        self.metrics.observe_tick(r, market, self.symbols, self.rpc.stats)
+
+    # ------------------------------------------------------------------------------------------ daemon
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """The daemon: tick on every new head until SIGTERM/SIGINT, surviving RPC errors."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        await self.start()
+        backoff = self.settings.poll_interval_s
+        try:
+            while not self._stopping.is_set():
+                try:
+                    await self.tick()
+                    backoff = self.settings.poll_interval_s
+                except (RpcError, StaleStateError) as exc:
+                    self.metrics.count_error(type(exc).__name__)
+                    log.error("tick failed, retrying: %s", exc)
+                    backoff = min(backoff * 2, 30.0)
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), timeout=backoff)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            await self.stop()
