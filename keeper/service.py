@@ -154,9 +154,9 @@ class Keeper:
     async def stop(self) -> None:
         """Finish what is in flight (receipts of this block), persist, say offline, close."""
         try:
-            head = self.store.cursor_block() if hasattr(self.store, "cursor_block") else None
-            if head is not None:
-                for ev in await self.executor.on_block(head):
+            cursor = self.store.cursor()
+            if cursor is not None:
+                for ev in await self.executor.on_block(cursor.number):
                     self._publish_tx(ev)
         except MarginError as exc:
             log.warning("stop: could not poll receipts: %s", exc)

@@ -50,7 +50,9 @@ class Deployment(BaseModel):
         try:
             return Deployment.model_validate_json(text)
         except ValidationError as exc:
-            fields = "; ".join(f"{'.'.join(str(x) for x in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors())
+            fields = "; ".join(
+                f"{'.'.join(str(x) for x in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()
+            )
             raise ConfigError(f"deployment file {p}: {fields}") from exc
 
     def save(self, path: str | Path) -> None:

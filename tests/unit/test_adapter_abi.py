@@ -1,0 +1,42 @@
+"""The adapter's hand-written ABI strings (keeper/adapters/margin_account.py) equal the compiled ABI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from keeper.adapters import margin_account as ma
+from sim.artifacts import abi
+
+
+def _type(p: dict[str, Any]) -> str:
+    t = p["type"]
+    if t.startswith("tuple"):
+        return "(" + ",".join(_type(c) for c in p["components"]) + ")" + t[len("tuple") :]
+    return t
+
+
+def _function(contract: str, name: str) -> dict[str, Any]:
+    (fn,) = [f for f in abi(contract) if f.get("type") == "function" and f["name"] == name]
+    return fn
+
+
+@pytest.mark.parametrize("name", sorted(ma.SIGNATURES))
+def test_signature_matches_compiled_abi(name: str) -> None:
+    contract = "MarginAccount" if name == "liquidate" else "MarginLens"
+    fn = _function(contract, name)
+    assert f"{name}({','.join(_type(i) for i in fn['inputs'])})" == ma.SIGNATURES[name]
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("market", [ma.MARKET]),
+        ("accountStates", [ma.ACCOUNT_STATE + "[]"]),
+        ("previewLiquidations", [ma.PREVIEW + "[]"]),
+        ("riskParams", [ma._PARAMS, "int256[]"]),
+    ],
+)
+def test_return_types_match_compiled_abi(name: str, expected: list[str]) -> None:
+    assert [_type(o) for o in _function("MarginLens", name)["outputs"]] == expected
