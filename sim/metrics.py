@@ -1,0 +1,717 @@
+"""What a simulator run recorded, and the metrics computed from it. Pure: records in, a pydantic report out.
+
+The chain runner fills one `RunRecord` per (parameter set, Monte Carlo path): a `StepSeries` (one row per
+price row t = 0..steps, one block per step), the `Liquidation` events it observed, the `Breach` of each
+account that ever had E < MM, the `Missed` liquidations at the end, per-keeper totals (`KeeperRecord`) and
+the cross vs isolated margin of the book at t0 (`CapitalSnapshot`). Helpers for filling them:
+`health_quantiles`, `detect_breaches`, `find_missed`, `capital_snapshot`.
+
+Definitions (all USD unless stated):
+- bad debt of a path = deficits of accounts closed insolvent (E < 0 after closure: covered by the
+  insurance fund or socialised) + latent bad debt (negative equity of accounts still open at the end).
+  Over P paths, sorted ascending L(1) <= ... <= L(P): VaR_q = L(ceil(q P)) and ES_q = the mean of
+  L(ceil(q P)) .. L(P) (so ES_q >= VaR_q; with one path both are that path's bad debt).
+- within the bad-debt limit: VaR_0.99 <= bad_debt_limit_usd.
+- insurance-fund drawdown: max over t of (running peak - fund), and that over the peak.
+- liquidation volume: gross notional of the slices taken; latency: blocks from the first block of the
+  breach episode (E < MM) to the liquidation's block.
+- keeper PnL = penalties kept (penalty - insurance share) - gas (all sent transactions, reverted ones
+  included) + inventory PnL on the positions inherited (when the runner marks them).
+- margin breaches: accounts with E < MM at some step; and accounts whose equity went negative.
+- capital efficiency = sum of isolated MM / sum of cross MM at t0 (> 1: netting frees capital).
+Headline figures are those of path 0 (the path plotted); `montecarlo` summarises all paths.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict
+
+from keeper.engine.netting import FloatBook, FloatParams, compare_isolated
+from keeper.engine.params import RiskParams
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+BoolArray = NDArray[np.bool_]
+
+HEALTH_QUANTILES: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
+TAIL_LEVELS = (0.95, 0.99)
+MAX_LISTED = 50  # account ids listed in the report per category
+
+# ------------------------------------------------------------------------------------ records
+
+
+@dataclass(frozen=True, eq=False)
+class StepSeries:
+    """Per row t = 0..steps of one run (T = steps + 1 rows)."""
+
+    block: IntArray  # (T,)
+    timestamp: IntArray  # (T,) unix s
+    prices: FloatArray  # (T, n) true prices
+    oracle_prices: FloatArray  # (T, n) on-chain answers
+    insurance_fund: FloatArray  # (T,)
+    bad_debt: FloatArray  # (T,) cumulative deficit of accounts closed insolvent
+    socialised: FloatArray  # (T,) cumulative part of it the fund did not cover
+    health_quantiles: FloatArray  # (T, len(HEALTH_QUANTILES)) of E / MM over accounts with MM > 0
+    liquidatable: IntArray  # (T,) accounts with E < MM
+    cross_mm: FloatArray  # (T,) sum of cross MM over the book
+    isolated_mm: FloatArray  # (T,) sum of isolated MM over the book
+
+    def __post_init__(self) -> None:
+        T = int(np.shape(self.block)[0])
+        n = int(np.shape(self.prices)[1]) if np.ndim(self.prices) == 2 else -1
+        shapes = {
+            "timestamp": (T,), "prices": (T, n), "oracle_prices": (T, n), "insurance_fund": (T,),
+            "bad_debt": (T,), "socialised": (T,), "health_quantiles": (T, len(HEALTH_QUANTILES)),
+            "liquidatable": (T,), "cross_mm": (T,), "isolated_mm": (T,),
+        }  # fmt: skip
+        for name, shape in shapes.items():
+            if np.shape(getattr(self, name)) != shape:
+                raise ValueError(
+                    f"series: {name} has shape {np.shape(getattr(self, name))}, expected {shape}"
+                )
+
+    @property
+    def rows(self) -> int:
+        return int(self.block.shape[0])
+
+
+@dataclass(frozen=True)
+class Liquidation:
+    step: int
+    block: int
+    account: int
+    keeper: int
+    fraction: float  # of every balance and position, (0, 1]
+    notional_usd: float  # gross notional of the slice, f * sum_i (b_i + |q_i|) p_i
+    penalty_usd: float  # pi * f * R_w paid by the victim
+    insurance_usd: float  # the insurance fund's share of the penalty
+    gas_used: int
+    gas_usd: float
+    latency_blocks: int  # block - first block of this breach episode, E < MM at the on-chain prices
+    witness: str = ""  # "var", "floor" or "scenario:<s>"
+    full: bool = False  # closed in full (deep under water or dust)
+    deficit_usd: float = 0.0  # E < 0 after closure: covered by the fund, the rest socialised
+    true_latency_blocks: int | None = None  # from the first E < MM at the true prices (stale feeds lag)
+
+    @property
+    def keeper_reward_usd(self) -> float:
+        return self.penalty_usd - self.insurance_usd
+
+
+@dataclass(frozen=True)
+class Breach:
+    account: int
+    step: int  # first row with E < MM
+    block: int
+    insolvent_step: int | None = None  # first row with E < 0
+
+
+@dataclass(frozen=True)
+class Missed:
+    account: int
+    reason: Literal["liquidatable_at_end", "insolvent_unliquidated"]
+    breach_step: int
+    equity_usd: float  # at the end
+    maintenance_usd: float  # at the end
+
+
+@dataclass(frozen=True)
+class KeeperRecord:
+    keeper: int
+    sent: int  # liquidation transactions sent
+    succeeded: int
+    gas_used: int  # all sent transactions, reverted ones included
+    gas_usd: float
+    rewards_usd: float  # penalties kept
+    inventory_pnl_usd: float = 0.0  # mark-to-market of inherited positions, when the runner marks it
+
+
+@dataclass(frozen=True, eq=False)
+class CapitalSnapshot:
+    """Cross and isolated MM per cohort at t0."""
+
+    labels: tuple[str, ...]
+    cross_mm: FloatArray  # (C,)
+    isolated_mm: FloatArray  # (C,)
+
+
+@dataclass(frozen=True, eq=False)
+class RunRecord:
+    scenario: str
+    variant: str  # parameter set ("base", a variant's name or a sweep point)
+    path: int
+    seed: int
+    assets: tuple[str, ...]
+    cohort: IntArray  # (A,) each account's cohort, index into capital.labels
+    series: StepSeries
+    liquidations: tuple[Liquidation, ...]
+    breaches: tuple[Breach, ...]
+    missed: tuple[Missed, ...]
+    keepers: tuple[KeeperRecord, ...]
+    capital: CapitalSnapshot
+    latent_bad_debt_usd: float = 0.0
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def accounts(self) -> int:
+        return int(self.cohort.shape[0])
+
+    @property
+    def bad_debt_usd(self) -> float:
+        return float(self.series.bad_debt[-1]) + self.latent_bad_debt_usd
+
+
+# ------------------------------------------------------------------------- helpers for the runner
+
+
+def health_quantiles(equity: FloatArray, maintenance: FloatArray) -> FloatArray:
+    """HEALTH_QUANTILES of E / MM over accounts with MM > 0 (NaN when there are none)."""
+    mm = np.asarray(maintenance, dtype=np.float64)
+    live = mm > 0
+    if not np.any(live):
+        return np.full(len(HEALTH_QUANTILES), np.nan)
+    return np.quantile(np.asarray(equity, dtype=np.float64)[live] / mm[live], HEALTH_QUANTILES)
+
+
+def detect_breaches(equity: FloatArray, maintenance: FloatArray, blocks: IntArray) -> tuple[Breach, ...]:
+    """First E < MM (and first E < 0) of each account from (T, A) equity and MM."""
+    e = np.asarray(equity, dtype=np.float64)
+    below = e < np.asarray(maintenance, dtype=np.float64)
+    negative = e < 0
+    hit = np.flatnonzero(below.any(axis=0))
+    first = below.argmax(axis=0)
+    first_neg = negative.argmax(axis=0)
+    any_neg = negative.any(axis=0)
+    return tuple(
+        Breach(int(a), int(first[a]), int(blocks[first[a]]), int(first_neg[a]) if any_neg[a] else None)
+        for a in hit
+    )
+
+
+def find_missed(
+    equity: FloatArray,
+    maintenance: FloatArray,
+    breaches: Sequence[Breach],
+    liquidated: Sequence[int] | set[int],
+) -> tuple[Missed, ...]:
+    """Accounts liquidatable (E < MM) at the end, and accounts that went insolvent without ever being
+    liquidated, from end-of-run (A,) equity and MM."""
+    done = set(liquidated)
+    out = []
+    for br in breaches:
+        e, mm = float(equity[br.account]), float(maintenance[br.account])
+        if e < mm:
+            out.append(Missed(br.account, "liquidatable_at_end", br.step, e, mm))
+        elif br.insolvent_step is not None and br.account not in done:
+            out.append(Missed(br.account, "insolvent_unliquidated", br.step, e, mm))
+    return tuple(out)
+
+
+def capital_snapshot(
+    collateral: FloatArray,
+    perps: FloatArray,
+    cohort: IntArray,
+    labels: Sequence[str],
+    prices: FloatArray,
+    rp: RiskParams,
+) -> CapitalSnapshot:
+    """Cross and isolated MM per cohort (keeper.engine.netting, float64) of books entered at `prices`."""
+    a, n = np.shape(collateral)
+    book = FloatBook(np.zeros(a), np.asarray(collateral), np.asarray(perps), np.zeros((a, n)))
+    cmp = compare_isolated(book, np.asarray(prices, dtype=np.float64), FloatParams.of(rp))
+    idx = np.asarray(cohort, dtype=np.int64)
+    c = len(labels)
+    return CapitalSnapshot(
+        tuple(labels),
+        np.bincount(idx, weights=cmp.cross, minlength=c).astype(np.float64),
+        np.bincount(idx, weights=cmp.isolated, minlength=c).astype(np.float64),
+    )
+
+
+def tail_risk(losses: Sequence[float] | FloatArray, q: float) -> tuple[float, float]:
+    """(VaR_q, ES_q) of per-path losses (module docstring)."""
+    x = np.sort(np.asarray(losses, dtype=np.float64))
+    if x.size == 0:
+        return 0.0, 0.0
+    k = max(1, math.ceil(q * x.size - 1e-9)) - 1
+    return float(x[k]), float(np.mean(x[k:]))
+
+
+def max_drawdown(series: FloatArray) -> tuple[float, float]:
+    """(largest fall from a running peak, that fall / the peak)."""
+    s = np.asarray(series, dtype=np.float64)
+    if s.size == 0:
+        return 0.0, 0.0
+    peak = np.maximum.accumulate(s)
+    dd = peak - s
+    k = int(np.argmax(dd))
+    return float(dd[k]), float(dd[k] / peak[k]) if peak[k] > 0 else 0.0
+
+
+# -------------------------------------------------------------------------------- report model
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AssetMove(_Out):
+    symbol: str
+    start: float
+    end: float
+    low: float
+    high: float
+    change: float  # end / start - 1
+    max_fall: float  # largest peak-to-trough fall, fraction
+
+
+class BadDebt(_Out):
+    total_usd: float
+    deficit_usd: float
+    covered_by_fund_usd: float
+    socialised_usd: float
+    latent_usd: float
+    insolvent_accounts: int
+    paths: int
+    mean_usd: float
+    max_usd: float
+    var_95_usd: float
+    var_99_usd: float
+    es_95_usd: float
+    es_99_usd: float
+    limit_usd: float | None
+    within_limit: bool | None
+    per_path_usd: list[float]
+
+
+class InsuranceFund(_Out):
+    start_usd: float
+    end_usd: float
+    min_usd: float
+    inflow_usd: float
+    paid_out_usd: float
+    max_drawdown_usd: float
+    max_drawdown_pct: float
+
+
+class Liquidations(_Out):
+    count: int
+    accounts: int
+    full_closures: int
+    volume_usd: float
+    penalties_usd: float
+    by_cohort: dict[str, int]
+
+
+class Latency(_Out):
+    """Blocks from the MM breach (at on-chain prices) to the liquidation; `true_*` from the breach at the
+    true prices, when the runner records it (they differ while an oracle is stale or delayed)."""
+
+    count: int
+    mean: float | None
+    median: float | None
+    p95: float | None
+    max: int | None
+    true_median: float | None = None
+    true_p95: float | None = None
+    true_max: int | None = None
+
+
+class MissedLiquidations(_Out):
+    count: int
+    liquidatable_at_end: int
+    insolvent_unliquidated: int
+    accounts: list[int]
+
+
+class KeeperTotals(_Out):
+    keeper: int
+    sent: int
+    succeeded: int
+    gas_used: int
+    gas_usd: float
+    rewards_usd: float
+    pnl_usd: float
+
+
+class Keeper(_Out):
+    keepers: int
+    sent: int
+    succeeded: int
+    failed: int
+    gas_used: int
+    gas_usd: float
+    rewards_usd: float
+    inventory_pnl_usd: float
+    pnl_usd: float
+    per_keeper: list[KeeperTotals]
+
+
+class MarginBreaches(_Out):
+    accounts_below_mm: int
+    accounts_negative_equity: int
+    share_below_mm: float
+    max_liquidatable_at_once: int
+    by_cohort: dict[str, int]
+
+
+class CohortCapital(_Out):
+    cohort: str
+    cross_mm_usd: float
+    isolated_mm_usd: float
+    ratio: float | None
+
+
+class CapitalEfficiency(_Out):
+    cross_mm_usd: float
+    isolated_mm_usd: float
+    ratio: float | None  # isolated / cross
+    saved_usd: float
+    by_cohort: list[CohortCapital]
+
+
+class MonteCarloSummary(_Out):
+    paths: int
+    bad_debt_mean_usd: float
+    liquidations_mean: float
+    liquidations_max: int
+    missed_mean: float
+    missed_max: int
+    insurance_drawdown_mean_usd: float
+    insurance_drawdown_max_usd: float
+
+
+class VariantRow(_Out):
+    name: str
+    bad_debt_usd: float
+    bad_debt_var_99_usd: float
+    bad_debt_es_99_usd: float
+    liquidations: int
+    missed: int
+    insurance_drawdown_usd: float
+    cross_mm_usd: float
+    capital_ratio: float | None
+    within_limit: bool | None
+
+
+class SimReport(_Out):
+    """report.json: the required keys are bad_debt, insurance_fund, liquidations, latency_blocks,
+    missed_liquidations, capital_efficiency, margin_breaches, keeper."""
+
+    scenario: str
+    description: str
+    variant: str
+    seed: int
+    steps: int
+    paths: int
+    accounts: int
+    assets: list[str]
+    start: str
+    end: str
+    step_seconds: int
+    prices: list[AssetMove]
+    bad_debt: BadDebt
+    insurance_fund: InsuranceFund
+    liquidations: Liquidations
+    latency_blocks: Latency
+    missed_liquidations: MissedLiquidations
+    capital_efficiency: CapitalEfficiency
+    margin_breaches: MarginBreaches
+    keeper: Keeper
+    montecarlo: MonteCarloSummary
+    comparison: list[VariantRow]
+    notes: list[str]
+
+
+# ------------------------------------------------------------------------------------ summaries
+
+
+def _iso(ts: int) -> str:
+    return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _moves(rec: RunRecord) -> list[AssetMove]:
+    p = rec.series.prices
+    out = []
+    for i, sym in enumerate(rec.assets):
+        col = p[:, i]
+        peak = np.maximum.accumulate(col)
+        out.append(
+            AssetMove(
+                symbol=sym,
+                start=float(col[0]),
+                end=float(col[-1]),
+                low=float(col.min()),
+                high=float(col.max()),
+                change=float(col[-1] / col[0] - 1.0),
+                max_fall=float(np.max(1.0 - col / peak)),
+            )
+        )
+    return out
+
+
+def _bad_debt(records: Sequence[RunRecord], limit: float | None) -> BadDebt:
+    rec = records[0]
+    per_path = [r.bad_debt_usd for r in records]
+    var95, es95 = tail_risk(per_path, 0.95)
+    var99, es99 = tail_risk(per_path, 0.99)
+    deficit = float(rec.series.bad_debt[-1])
+    social = float(rec.series.socialised[-1])
+    insolvent = {lq.account for lq in rec.liquidations if lq.deficit_usd > 0}
+    insolvent |= {m.account for m in rec.missed if m.equity_usd < 0}
+    return BadDebt(
+        total_usd=rec.bad_debt_usd,
+        deficit_usd=deficit,
+        covered_by_fund_usd=deficit - social,
+        socialised_usd=social,
+        latent_usd=rec.latent_bad_debt_usd,
+        insolvent_accounts=len(insolvent),
+        paths=len(records),
+        mean_usd=float(np.mean(per_path)),
+        max_usd=float(np.max(per_path)),
+        var_95_usd=var95,
+        var_99_usd=var99,
+        es_95_usd=es95,
+        es_99_usd=es99,
+        limit_usd=limit,
+        within_limit=None if limit is None else var99 <= limit,
+        per_path_usd=per_path,
+    )
+
+
+def _insurance(rec: RunRecord) -> InsuranceFund:
+    fund = rec.series.insurance_fund
+    dd, pct = max_drawdown(fund)
+    deficit = float(rec.series.bad_debt[-1])
+    return InsuranceFund(
+        start_usd=float(fund[0]),
+        end_usd=float(fund[-1]),
+        min_usd=float(fund.min()),
+        inflow_usd=float(sum(lq.insurance_usd for lq in rec.liquidations)),
+        paid_out_usd=deficit - float(rec.series.socialised[-1]),
+        max_drawdown_usd=dd,
+        max_drawdown_pct=pct,
+    )
+
+
+def _by_cohort(rec: RunRecord, accounts: set[int] | Sequence[int]) -> dict[str, int]:
+    out = {label: 0 for label in rec.capital.labels}
+    for a in accounts:
+        out[rec.capital.labels[int(rec.cohort[a])]] += 1
+    return out
+
+
+def _liquidations(rec: RunRecord) -> Liquidations:
+    lqs = rec.liquidations
+    return Liquidations(
+        count=len(lqs),
+        accounts=len({lq.account for lq in lqs}),
+        full_closures=sum(lq.full for lq in lqs),
+        volume_usd=float(sum(lq.notional_usd for lq in lqs)),
+        penalties_usd=float(sum(lq.penalty_usd for lq in lqs)),
+        by_cohort=_by_cohort(rec, [lq.account for lq in lqs]),
+    )
+
+
+def _latency(rec: RunRecord) -> Latency:
+    lat = np.array([lq.latency_blocks for lq in rec.liquidations], dtype=np.float64)
+    if lat.size == 0:
+        return Latency(count=0, mean=None, median=None, p95=None, max=None)
+    true = np.array([lq.true_latency_blocks for lq in rec.liquidations if lq.true_latency_blocks is not None])
+    return Latency(
+        count=int(lat.size),
+        mean=float(lat.mean()),
+        median=float(np.median(lat)),
+        p95=float(np.quantile(lat, 0.95)),
+        max=int(lat.max()),
+        true_median=float(np.median(true)) if true.size else None,
+        true_p95=float(np.quantile(true, 0.95)) if true.size else None,
+        true_max=int(true.max()) if true.size else None,
+    )
+
+
+def _missed(rec: RunRecord) -> MissedLiquidations:
+    return MissedLiquidations(
+        count=len(rec.missed),
+        liquidatable_at_end=sum(m.reason == "liquidatable_at_end" for m in rec.missed),
+        insolvent_unliquidated=sum(m.reason == "insolvent_unliquidated" for m in rec.missed),
+        accounts=[m.account for m in rec.missed][:MAX_LISTED],
+    )
+
+
+def _keeper(rec: RunRecord) -> Keeper:
+    ks = rec.keepers
+    per = [
+        KeeperTotals(
+            keeper=k.keeper,
+            sent=k.sent,
+            succeeded=k.succeeded,
+            gas_used=k.gas_used,
+            gas_usd=k.gas_usd,
+            rewards_usd=k.rewards_usd,
+            pnl_usd=k.rewards_usd - k.gas_usd + k.inventory_pnl_usd,
+        )
+        for k in ks
+    ]
+    rewards = float(sum(k.rewards_usd for k in ks))
+    gas_usd = float(sum(k.gas_usd for k in ks))
+    inventory = float(sum(k.inventory_pnl_usd for k in ks))
+    sent, ok = sum(k.sent for k in ks), sum(k.succeeded for k in ks)
+    return Keeper(
+        keepers=len(ks),
+        sent=sent,
+        succeeded=ok,
+        failed=sent - ok,
+        gas_used=sum(k.gas_used for k in ks),
+        gas_usd=gas_usd,
+        rewards_usd=rewards,
+        inventory_pnl_usd=inventory,
+        pnl_usd=rewards - gas_usd + inventory,
+        per_keeper=per,
+    )
+
+
+def _breaches(rec: RunRecord) -> MarginBreaches:
+    below = len(rec.breaches)
+    return MarginBreaches(
+        accounts_below_mm=below,
+        accounts_negative_equity=sum(b.insolvent_step is not None for b in rec.breaches),
+        share_below_mm=below / rec.accounts if rec.accounts else 0.0,
+        max_liquidatable_at_once=int(rec.series.liquidatable.max()) if rec.series.rows else 0,
+        by_cohort=_by_cohort(rec, [b.account for b in rec.breaches]),
+    )
+
+
+def _ratio(iso: float, cross: float) -> float | None:
+    return iso / cross if cross > 0 else None
+
+
+def _capital(rec: RunRecord) -> CapitalEfficiency:
+    cap = rec.capital
+    cross, iso = float(cap.cross_mm.sum()), float(cap.isolated_mm.sum())
+    return CapitalEfficiency(
+        cross_mm_usd=cross,
+        isolated_mm_usd=iso,
+        ratio=_ratio(iso, cross),
+        saved_usd=iso - cross,
+        by_cohort=[
+            CohortCapital(cohort=label, cross_mm_usd=float(c), isolated_mm_usd=float(i), ratio=_ratio(i, c))
+            for label, c, i in zip(cap.labels, cap.cross_mm, cap.isolated_mm, strict=True)
+        ],
+    )
+
+
+def _montecarlo(records: Sequence[RunRecord]) -> MonteCarloSummary:
+    liq = [len(r.liquidations) for r in records]
+    missed = [len(r.missed) for r in records]
+    dd = [max_drawdown(r.series.insurance_fund)[0] for r in records]
+    return MonteCarloSummary(
+        paths=len(records),
+        bad_debt_mean_usd=float(np.mean([r.bad_debt_usd for r in records])),
+        liquidations_mean=float(np.mean(liq)),
+        liquidations_max=int(max(liq)),
+        missed_mean=float(np.mean(missed)),
+        missed_max=int(max(missed)),
+        insurance_drawdown_mean_usd=float(np.mean(dd)),
+        insurance_drawdown_max_usd=float(max(dd)),
+    )
+
+
+def summarise(
+    records: Sequence[RunRecord],
+    *,
+    description: str = "",
+    bad_debt_limit_usd: float | None = None,
+    comparison: Sequence[VariantRow] = (),
+) -> SimReport:
+    """The report of one parameter set over its Monte Carlo paths (headline figures: path 0)."""
+    if not records:
+        raise ValueError("summarise: no run records")
+    recs = sorted(records, key=lambda r: r.path)
+    rec = recs[0]
+    s = rec.series
+    return SimReport(
+        scenario=rec.scenario,
+        description=description,
+        variant=rec.variant,
+        seed=rec.seed,
+        steps=s.rows - 1,
+        paths=len(recs),
+        accounts=rec.accounts,
+        assets=list(rec.assets),
+        start=_iso(int(s.timestamp[0])),
+        end=_iso(int(s.timestamp[-1])),
+        step_seconds=int(s.timestamp[1] - s.timestamp[0]) if s.rows > 1 else 0,
+        prices=_moves(rec),
+        bad_debt=_bad_debt(recs, bad_debt_limit_usd),
+        insurance_fund=_insurance(rec),
+        liquidations=_liquidations(rec),
+        latency_blocks=_latency(rec),
+        missed_liquidations=_missed(rec),
+        capital_efficiency=_capital(rec),
+        margin_breaches=_breaches(rec),
+        keeper=_keeper(rec),
+        montecarlo=_montecarlo(recs),
+        comparison=list(comparison),
+        notes=list(rec.notes),
+    )
+
+
+def variant_row(report: SimReport) -> VariantRow:
+    return VariantRow(
+        name=report.variant,
+        bad_debt_usd=report.bad_debt.total_usd,
+        bad_debt_var_99_usd=report.bad_debt.var_99_usd,
+        bad_debt_es_99_usd=report.bad_debt.es_99_usd,
+        liquidations=report.liquidations.count,
+        missed=report.missed_liquidations.count,
+        insurance_drawdown_usd=report.insurance_fund.max_drawdown_usd,
+        cross_mm_usd=report.capital_efficiency.cross_mm_usd,
+        capital_ratio=report.capital_efficiency.ratio,
+        within_limit=report.bad_debt.within_limit,
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class SimResult:
+    """What `report.write_report` renders: the base parameter set's report (with the comparison table),
+    its records (path 0 is plotted), and every compared set's records and report."""
+
+    report: SimReport
+    records: tuple[RunRecord, ...]
+    variants: Mapping[str, tuple[RunRecord, ...]]
+    variant_reports: Mapping[str, SimReport]
+
+
+def build_result(
+    runs: Mapping[str, Sequence[RunRecord]],
+    *,
+    base: str = "base",
+    description: str = "",
+    bad_debt_limit_usd: float | None = None,
+) -> SimResult:
+    """Reports for every parameter set in `runs` (name -> its paths' records); the comparison table lists
+    them all (base first) when there is more than one."""
+    if base not in runs:
+        raise ValueError(f"build_result: no records for the base parameter set {base!r}")
+    reports = {
+        name: summarise(recs, description=description, bad_debt_limit_usd=bad_debt_limit_usd)
+        for name, recs in runs.items()
+    }
+    order = [base, *(k for k in runs if k != base)]
+    rows = [variant_row(reports[k]) for k in order] if len(runs) > 1 else []
+    head = reports[base].model_copy(update={"comparison": rows})
+    return SimResult(
+        report=head,
+        records=tuple(sorted(runs[base], key=lambda r: r.path)),
+        variants={k: tuple(v) for k, v in runs.items()},
+        variant_reports=reports,
+    )

@@ -1,0 +1,375 @@
+"""Simulator report: report.json (the SimReport model), report.md (what happened in plain sentences first,
+then tables) and PNG plots (matplotlib, Agg backend) of path 0:
+
+    prices.png          true prices and on-chain oracle answers, relative to the start
+    health.png          health E / MM over time: quantile bands, and how many accounts were liquidatable
+    liquidations.png    liquidations per step (count, volume) and their latency in blocks
+    insurance_fund.png  the insurance fund over time
+    bad_debt.png        cumulative bad debt (and what was socialised); per-path distribution with VaR/ES
+    margin.png          cross vs isolated margin: per cohort at t0, and the book's total over time
+    comparison.png      bad debt per parameter set against the limit (when sets are compared)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+from sim.metrics import HEALTH_QUANTILES, RunRecord, SimReport, SimResult
+
+PLOTS = ("prices", "health", "liquidations", "insurance_fund", "bad_debt", "margin")
+
+
+def usd(x: float | None) -> str:
+    if x is None:
+        return "n/a"
+    sign, v = ("-" if x < 0 else ""), abs(x)
+    for size, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if v >= size:
+            return f"{sign}${v / size:.2f}{unit}"
+    return f"{sign}${v:,.0f}" if v >= 10 else f"{sign}${v:.2f}"
+
+
+def pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x * 100:.1f}%"
+
+
+def _num(x: float | None, fmt: str = ".1f") -> str:
+    return "n/a" if x is None else format(x, fmt)
+
+
+def _plural(k: int, word: str) -> str:
+    return f"{k} {word}{'' if k == 1 else 's'}"
+
+
+# ------------------------------------------------------------------------------------- narrative
+
+
+def narrative(r: SimReport) -> list[str]:
+    """Plain sentences with the numbers, most important first."""
+    hours = r.steps * r.step_seconds / 3600
+    span = f"{hours:g} hours" if hours < 72 else f"{hours / 24:g} days"
+    moves = ", ".join(
+        f"{m.symbol} {'fell' if m.change < 0 else 'rose'} {abs(m.change) * 100:.0f}% "
+        f"(largest fall {m.max_fall * 100:.0f}%)"
+        for m in r.prices
+    )
+    out = [f"Over {span} ({r.steps} steps of {r.step_seconds} s, {r.start} to {r.end}), {moves}."]
+    b, lq, lat = r.margin_breaches, r.liquidations, r.latency_blocks
+    out.append(
+        f"Of {r.accounts} accounts, {b.accounts_below_mm} ({b.share_below_mm * 100:.0f}%) fell below "
+        f"maintenance margin at some point and {b.accounts_negative_equity} went into negative equity; "
+        f"at most {b.max_liquidatable_at_once} were liquidatable at once."
+    )
+    if lq.count:
+        out.append(
+            f"Keepers made {_plural(lq.count, 'liquidation')} of {_plural(lq.accounts, 'account')} "
+            f"({lq.full_closures} closed in full), {usd(lq.volume_usd)} of notional, {usd(lq.penalties_usd)} "
+            f"in penalties; the median liquidation came {_num(lat.median, 'g')} block(s) after the breach "
+            f"(95th percentile {_num(lat.p95, '.3g')}, worst {lat.max})."
+        )
+        if lat.true_median is not None and (lat.true_median, lat.true_max) != (lat.median, lat.max):
+            out.append(
+                "Measured from the breach at the true prices (the oracle lagged), the median liquidation "
+                f"came {_num(lat.true_median, 'g')} block(s) late (95th percentile "
+                f"{_num(lat.true_p95, '.3g')}, worst {lat.true_max})."
+            )
+    else:
+        out.append("No account was liquidated.")
+    m = r.missed_liquidations
+    if m.count:
+        out.append(
+            f"{_plural(m.count, 'liquidation')} {'was' if m.count == 1 else 'were'} missed: "
+            f"{m.liquidatable_at_end} still liquidatable at the end, {m.insolvent_unliquidated} went "
+            "insolvent without being liquidated."
+        )
+    else:
+        out.append("No liquidation was missed.")
+    d, f = r.bad_debt, r.insurance_fund
+    out.append(
+        f"Bad debt: {usd(d.total_usd)} ({usd(d.covered_by_fund_usd)} covered by the insurance fund, "
+        f"{usd(d.socialised_usd)} socialised, {usd(d.latent_usd)} still open as negative equity). The "
+        f"insurance fund went from {usd(f.start_usd)} to {usd(f.end_usd)} (largest drawdown "
+        f"{usd(f.max_drawdown_usd)}, {pct(f.max_drawdown_pct)})."
+    )
+    if d.paths > 1:
+        out.append(
+            f"Over {d.paths} Monte Carlo paths the bad debt averaged {usd(d.mean_usd)}; VaR 99% "
+            f"{usd(d.var_99_usd)}, expected shortfall 99% {usd(d.es_99_usd)}, worst path {usd(d.max_usd)}."
+        )
+    if d.limit_usd is not None:
+        verdict = "stayed within" if d.within_limit else "EXCEEDED"
+        out.append(
+            f"Against the bad-debt limit of {usd(d.limit_usd)} (VaR 99%), these parameters {verdict} it."
+        )
+    c = r.capital_efficiency
+    out.append(
+        f"Netting: the book needs {usd(c.cross_mm_usd)} of maintenance margin cross-margined against "
+        f"{usd(c.isolated_mm_usd)} isolated ({_num(c.ratio, '.2f')}x, {usd(c.saved_usd)} freed)."
+    )
+    k = r.keeper
+    out.append(
+        f"{_plural(k.keepers, 'keeper')} sent {_plural(k.sent, 'transaction')} ({k.failed} failed), spent "
+        f"{usd(k.gas_usd)} on gas and kept {usd(k.rewards_usd)} of penalties: PnL {usd(k.pnl_usd)}."
+    )
+    return out
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(row) + " |" for row in rows]
+    return [*out, ""]
+
+
+def markdown(r: SimReport, plots: list[str]) -> str:
+    title = f"# Simulation: {r.scenario}" + (f" ({r.variant})" if r.variant != "base" else "")
+    lines = [title, ""]
+    if r.description:
+        lines += [r.description.strip(), ""]
+    lines += ["## What happened", "", *(f"- {s}" for s in narrative(r)), ""]
+    if r.comparison:
+        lines += ["## Parameter sets compared", ""]
+        limit = r.bad_debt.limit_usd
+        lines += _table(
+            ["parameter set", "bad debt", "VaR 99%", "ES 99%", "liquidations", "missed", "fund drawdown",
+             "cross MM", "isolated/cross", f"within limit ({usd(limit)})"],
+            [
+                [v.name, usd(v.bad_debt_usd), usd(v.bad_debt_var_99_usd), usd(v.bad_debt_es_99_usd),
+                 str(v.liquidations), str(v.missed), usd(v.insurance_drawdown_usd), usd(v.cross_mm_usd),
+                 _num(v.capital_ratio, ".2f"),
+                 "n/a" if v.within_limit is None else ("yes" if v.within_limit else "**no**")]
+                for v in r.comparison
+            ],
+        )  # fmt: skip
+        kept = [v.name for v in r.comparison if v.within_limit]
+        if limit is not None:
+            lines += [f"Within the limit: {', '.join(kept) if kept else 'none'}.", ""]
+    lines += ["## Prices", ""]
+    lines += _table(
+        ["asset", "start", "end", "change", "low", "high", "largest fall"],
+        [[m.symbol, f"{m.start:,.2f}", f"{m.end:,.2f}", pct(m.change), f"{m.low:,.2f}", f"{m.high:,.2f}",
+          pct(m.max_fall)] for m in r.prices],
+    )  # fmt: skip
+    d, f, lq, lat = r.bad_debt, r.insurance_fund, r.liquidations, r.latency_blocks
+    lines += ["## Losses", ""]
+    lines += _table(
+        ["metric", "value"],
+        [["bad debt (path 0)", usd(d.total_usd)],
+         ["  covered by the insurance fund", usd(d.covered_by_fund_usd)],
+         ["  socialised", usd(d.socialised_usd)], ["  latent (open negative equity)", usd(d.latent_usd)],
+         ["insolvent accounts", str(d.insolvent_accounts)], ["paths", str(d.paths)],
+         ["bad debt VaR 95% / 99%", f"{usd(d.var_95_usd)} / {usd(d.var_99_usd)}"],
+         ["bad debt ES 95% / 99%", f"{usd(d.es_95_usd)} / {usd(d.es_99_usd)}"],
+         ["insurance fund start / end / min", f"{usd(f.start_usd)} / {usd(f.end_usd)} / {usd(f.min_usd)}"],
+         ["insurance fund inflow / paid out", f"{usd(f.inflow_usd)} / {usd(f.paid_out_usd)}"],
+         ["insurance fund max drawdown", f"{usd(f.max_drawdown_usd)} ({pct(f.max_drawdown_pct)})"]],
+    )  # fmt: skip
+    lines += ["## Liquidations", ""]
+    lines += _table(
+        ["metric", "value"],
+        [["liquidations (accounts, full closures)", f"{lq.count} ({lq.accounts}, {lq.full_closures})"],
+         ["volume", usd(lq.volume_usd)], ["penalties", usd(lq.penalties_usd)],
+         ["latency blocks: median / p95 / max",
+          f"{_num(lat.median, 'g')} / {_num(lat.p95, '.3g')} / {lat.max}"],
+         ["latency from the true-price breach: median / p95 / max",
+          f"{_num(lat.true_median, 'g')} / {_num(lat.true_p95, '.3g')} / {lat.true_max}"],
+         ["missed: liquidatable at end / insolvent unliquidated",
+          f"{r.missed_liquidations.liquidatable_at_end} / {r.missed_liquidations.insolvent_unliquidated}"]],
+    )  # fmt: skip
+    b = r.margin_breaches
+    lines += ["## By cohort", ""]
+    lines += _table(
+        ["cohort", "below MM", "liquidations", "cross MM (t0)", "isolated MM (t0)", "isolated/cross"],
+        [[c.cohort, str(b.by_cohort.get(c.cohort, 0)), str(lq.by_cohort.get(c.cohort, 0)),
+          usd(c.cross_mm_usd), usd(c.isolated_mm_usd), _num(c.ratio, ".2f")]
+         for c in r.capital_efficiency.by_cohort],
+    )  # fmt: skip
+    k = r.keeper
+    lines += ["## Keepers", ""]
+    lines += _table(
+        ["keeper", "sent", "succeeded", "gas used", "gas", "penalties kept", "PnL"],
+        [[str(x.keeper), str(x.sent), str(x.succeeded), f"{x.gas_used:,}", usd(x.gas_usd), usd(x.rewards_usd),
+          usd(x.pnl_usd)] for x in k.per_keeper]
+        + [["all", str(k.sent), str(k.succeeded), f"{k.gas_used:,}", usd(k.gas_usd), usd(k.rewards_usd),
+            usd(k.pnl_usd)]],
+    )  # fmt: skip
+    if r.notes:
+        lines += ["## Notes", "", *(f"- {n}" for n in r.notes), ""]
+    lines += ["## Plots", "", *(f"![{p}]({p}.png)" for p in plots), ""]
+    lines += [f"Scenario {r.scenario}, seed {r.seed}, {r.paths} path(s); the figures above are path 0's "
+              "unless marked otherwise. Full numbers: report.json.", ""]  # fmt: skip
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------ plots
+
+
+def _x(rec: RunRecord) -> np.ndarray:
+    return np.arange(rec.series.rows)
+
+
+def _save(fig: Figure, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    plt.close(fig)
+
+
+def plot_prices(rec: RunRecord, path: Path) -> None:
+    s, x = rec.series, _x(rec)
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for i, sym in enumerate(rec.assets):
+        (line,) = ax.plot(x, s.prices[:, i] / s.prices[0, i] - 1.0, label=f"{sym} true")
+        ax.step(x, s.oracle_prices[:, i] / s.prices[0, i] - 1.0, where="post", ls="--", lw=1,
+                color=line.get_color(), label=f"{sym} oracle")  # fmt: skip
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.set(xlabel="step (block)", ylabel="change since start", title="Prices (relative to the start)")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+    ax.legend(fontsize=8, ncol=2)
+    _save(fig, path)
+
+
+def plot_health(rec: RunRecord, path: Path) -> None:
+    s, x = rec.series, _x(rec)
+    q = np.clip(s.health_quantiles, 1e-2, 1e3)
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    lo, hi = HEALTH_QUANTILES[0], HEALTH_QUANTILES[-1]
+    ax.fill_between(x, q[:, 0], q[:, -1], alpha=0.2, label=f"{lo:.0%}-{hi:.0%}")
+    if q.shape[1] >= 5:
+        ax.fill_between(
+            x, q[:, 1], q[:, -2], alpha=0.35, label=f"{HEALTH_QUANTILES[1]:.0%}-{HEALTH_QUANTILES[-2]:.0%}"
+        )
+    ax.plot(x, q[:, q.shape[1] // 2], lw=1.5, label="median")
+    ax.axhline(1.0, color="red", lw=1, ls="--", label="liquidatable below 1")
+    ax.set_yscale("log")
+    ax.set(xlabel="step (block)", ylabel="health E / MM", title="Health distribution over time")
+    ax2 = ax.twinx()
+    ax2.plot(x, s.liquidatable, color="black", lw=0.8, alpha=0.6)
+    ax2.set_ylabel("liquidatable accounts (black)")
+    ax.legend(fontsize=8, loc="upper left")
+    _save(fig, path)
+
+
+def plot_liquidations(rec: RunRecord, path: Path) -> None:
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    rows = rec.series.rows
+    count = np.zeros(rows)
+    volume = np.zeros(rows)
+    for lq in rec.liquidations:
+        if 0 <= lq.step < rows:
+            count[lq.step] += 1
+            volume[lq.step] += lq.notional_usd
+    a1.bar(_x(rec), count, width=1.0, color="tab:red")
+    a1.set(xlabel="step (block)", ylabel="liquidations", title="Liquidations per step (line: volume)")
+    a1b = a1.twinx()
+    a1b.plot(_x(rec), np.cumsum(volume), color="black", lw=1)
+    a1b.set_ylabel("cumulative volume (USD)")
+    lat = [lq.latency_blocks for lq in rec.liquidations]
+    if lat:
+        a2.hist(lat, bins=np.arange(max(lat) + 2) - 0.5, color="tab:blue")
+    else:
+        a2.text(0.5, 0.5, "no liquidations", ha="center", va="center", transform=a2.transAxes)
+    a2.set(xlabel="blocks from MM breach to liquidation", ylabel="liquidations", title="Liquidation latency")
+    _save(fig, path)
+
+
+def plot_insurance(rec: RunRecord, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(9, 4))
+    ax.plot(_x(rec), rec.series.insurance_fund, color="tab:green")
+    ax.set(xlabel="step (block)", ylabel="USD", title="Insurance fund")
+    _save(fig, path)
+
+
+def plot_bad_debt(records: tuple[RunRecord, ...], path: Path) -> None:
+    rec = records[0]
+    many = len(records) > 1
+    fig, axes = plt.subplots(1, 2 if many else 1, figsize=(11 if many else 9, 4), squeeze=False)
+    ax = axes[0][0]
+    ax.plot(_x(rec), rec.series.bad_debt, color="tab:red", label="deficit of closed insolvent accounts")
+    ax.plot(_x(rec), rec.series.socialised, color="tab:purple", ls="--", label="socialised (fund exhausted)")
+    ax.set(
+        xlabel="step (block)",
+        ylabel="USD",
+        title=f"Bad debt, path 0 (latent at end: {usd(rec.latent_bad_debt_usd)})",
+    )
+    ax.set_ylim(0.0, max(1.0, float(rec.series.bad_debt.max()) * 1.1))
+    ax.legend(fontsize=8)
+    if many:
+        from sim.metrics import tail_risk
+
+        losses = np.array([r.bad_debt_usd for r in records])
+        var99, es99 = tail_risk(losses, 0.99)
+        a2 = axes[0][1]
+        top = max(1.0, float(losses.max()))
+        a2.hist(losses, bins=min(50, max(5, len(losses) // 5)), range=(0.0, top), color="grey")
+        a2.axvline(var99, color="tab:orange", label=f"VaR 99% {usd(var99)}")
+        a2.axvline(es99, color="tab:red", label=f"ES 99% {usd(es99)}")
+        a2.set(xlabel="bad debt per path (USD)", ylabel="paths", title=f"Bad debt over {len(records)} paths")
+        a2.legend(fontsize=8)
+    _save(fig, path)
+
+
+def plot_margin(rec: RunRecord, path: Path) -> None:
+    cap = rec.capital
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    k = np.arange(len(cap.labels))
+    a1.bar(k - 0.2, cap.cross_mm, width=0.4, label="cross")
+    a1.bar(k + 0.2, cap.isolated_mm, width=0.4, label="isolated")
+    a1.set_xticks(k, cap.labels, rotation=20, fontsize=8)
+    a1.set(ylabel="maintenance margin (USD)", title="Margin at t0 by cohort")
+    a1.legend(fontsize=8)
+    a2.plot(_x(rec), rec.series.cross_mm, label="cross")
+    a2.plot(_x(rec), rec.series.isolated_mm, label="isolated")
+    a2.set(xlabel="step (block)", ylabel="USD", title="Book maintenance margin: cross vs isolated")
+    a2.legend(fontsize=8)
+    _save(fig, path)
+
+
+def plot_comparison(r: SimReport, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(9, 4))
+    names = [v.name for v in r.comparison]
+    k = np.arange(len(names))
+    ax.bar(k - 0.2, [v.bad_debt_usd for v in r.comparison], width=0.4, label="bad debt (path 0)")
+    ax.bar(k + 0.2, [v.bad_debt_var_99_usd for v in r.comparison], width=0.4, label="VaR 99%")
+    if r.bad_debt.limit_usd is not None:
+        ax.axhline(r.bad_debt.limit_usd, color="red", ls="--", label="limit")
+    ax.set_xticks(k, names, rotation=15, fontsize=8)
+    ax.set(ylabel="USD", title="Bad debt by parameter set")
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+# ------------------------------------------------------------------------------------------- API
+
+
+def write_report(result: SimResult, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """Writes report.json, report.md and the plots into `out_dir` (created); returns name -> path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    r, rec = result.report, result.records[0]
+    paths: dict[str, Path] = {}
+    plotters = {
+        "prices": lambda p: plot_prices(rec, p),
+        "health": lambda p: plot_health(rec, p),
+        "liquidations": lambda p: plot_liquidations(rec, p),
+        "insurance_fund": lambda p: plot_insurance(rec, p),
+        "bad_debt": lambda p: plot_bad_debt(result.records, p),
+        "margin": lambda p: plot_margin(rec, p),
+    }
+    if r.comparison:
+        plotters["comparison"] = lambda p: plot_comparison(r, p)
+    with plt.rc_context({"svg.hashsalt": "sim", "font.size": 9}):
+        for name, draw in plotters.items():
+            paths[name] = out / f"{name}.png"
+            draw(paths[name])
+    paths["json"] = out / "report.json"
+    paths["json"].write_text(r.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    paths["md"] = out / "report.md"
+    paths["md"].write_text(markdown(r, list(plotters)), encoding="utf-8")
+    return paths
