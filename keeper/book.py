@@ -78,7 +78,11 @@ class Book:
         self._funding[row] = [wad2_to_float(v) for v in owed] if owed is not None else 0.0
 
     def update(
-        self, accounts: Sequence[str], raws: Sequence[RawAccount], market: MarketState, adapter: ProtocolAdapter
+        self,
+        accounts: Sequence[str],
+        raws: Sequence[RawAccount],
+        market: MarketState,
+        adapter: ProtocolAdapter,
     ) -> None:
         """Store fresh raw state for `accounts` (new ones are appended)."""
         self._grow(len(self.accounts) + len(accounts))
@@ -96,7 +100,9 @@ class Book:
                 self.portfolios[row] = p
             self._write_row(row, p)
 
-    def reprice_globals(self, market: MarketState, adapter: ProtocolAdapter, rows: Iterable[int] | None = None) -> None:
+    def reprice_globals(
+        self, market: MarketState, adapter: ProtocolAdapter, rows: Iterable[int] | None = None
+    ) -> None:
         """Re-derive portfolios after a funding or socialised-loss index moved (all rows by default)."""
         for row in range(len(self.accounts)) if rows is None else rows:
             p = adapter.portfolio(self.raw[row], market)
@@ -113,7 +119,11 @@ class Book:
             last = len(self.accounts) - 1
             if row != last:
                 moved = self.accounts[last]
-                self.accounts[row], self.raw[row], self.portfolios[row] = moved, self.raw[last], self.portfolios[last]
+                self.accounts[row], self.raw[row], self.portfolios[row] = (
+                    moved,
+                    self.raw[last],
+                    self.portfolios[last],
+                )
                 self.index[moved] = row
                 for a in (self._cash, self._collateral, self._size, self._cost, self._funding):
                     a[row] = a[last]
@@ -139,5 +149,6 @@ class Book:
             return np.zeros(a, dtype=bool)
         cols = list(assets)
         return np.any(
-            (self._collateral[:a, cols] != 0) | (self._size[:a, cols] != 0) | (self._cost[:a, cols] != 0), axis=1
+            (self._collateral[:a, cols] != 0) | (self._size[:a, cols] != 0) | (self._cost[:a, cols] != 0),
+            axis=1,
         )

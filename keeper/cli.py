@@ -110,19 +110,25 @@ async def _status(settings: KeeperSettings) -> int:
         accounts = len(store.accounts())
     finally:
         store.close()
-    pending = Journal(settings.store).pending()
+    pending = [r for r in Journal(settings.store).records() if r.status in ("pending", "replaced")]
     processed = cursor.number if cursor is not None else None
     console.print(f"keeper {settings.keeper_id}: shard {settings.shard.index}/{settings.shard.count}")
     console.print(f"node head {market.block} (block time {time.time() - market.timestamp:,.0f} s ago)")
     lag = "" if processed is None else f", {market.block - processed} behind"
-    console.print(f"processed up to {processed if processed is not None else 'nothing yet'}{lag}; {accounts} accounts")
+    console.print(
+        f"processed up to {processed if processed is not None else 'nothing yet'}{lag}; {accounts} accounts"
+    )
     table = Table(title="Oracle prices")
     for col in ("asset", "price $", "age s", "ok"):
         table.add_column(col)
     for a, p, at in zip(deployment.assets, market.prices, market.updated_at, strict=False):
-        table.add_row(a.symbol, f"{p / WAD:,.4f}", f"{market.timestamp - at:,}", "yes" if p else "[red]no[/red]")
+        table.add_row(
+            a.symbol, f"{p / WAD:,.4f}", f"{market.timestamp - at:,}", "yes" if p else "[red]no[/red]"
+        )
     console.print(table)
-    console.print(f"insurance fund ${market.insurance_fund / WAD:,.2f}, unbacked debt ${market.unbacked_debt / WAD:,.2f}")
+    console.print(
+        f"insurance fund ${market.insurance_fund / WAD:,.2f}, unbacked debt ${market.unbacked_debt / WAD:,.2f}"
+    )
     console.print(f"{len(pending)} liquidation transaction(s) in flight")
     for row in pending:
         console.print(f"  {row.account} nonce {row.nonce} {row.tx_hash}")
@@ -130,9 +136,69 @@ async def _status(settings: KeeperSettings) -> int:
 
 
 async def _recalibrate(settings: KeeperSettings, prices_csv: str | None) -> int:
-    from keeper.recalibrate import run_recalibration
+    """Recalibrate from the keeper's recorded oracle prices (or a CSV) and propose through the delayed,
+    step-bounded path; `--dry-run` prints old vs new and sends nothing."""
+    from keeper.adapters import load_adapter
+    from keeper.chain.deployment import Deployment
+    from keeper.chain.rpc import RpcClient
+    from keeper.chain.store import Store
+    from keeper.liquidation.fees import suggest_fees
+    from keeper.liquidation.signer import Signer
+    from keeper.recalibrate import load_price_csv, propose, recalibrate
 
-    return await run_recalibration(settings, prices_csv)
+    deployment = Deployment.load(settings.deployment)
+    adapter = load_adapter(settings.adapter, deployment)
+    symbols = [a.symbol for a in deployment.assets]
+    rpc = RpcClient(settings.rpc_urls, timeout=settings.rpc_timeout_s)
+    try:
+        current = await adapter.risk_params(rpc)
+        if prices_csv is not None:
+            ts, prices, _ = load_price_csv(prices_csv, symbols[: current.n])
+        else:
+            with Store.open(settings.store, deployment.chain_id, adapter.contract) as store:
+                ts, prices = store.price_history()
+            prices = prices[:, : current.n]
+        proposal = recalibrate(prices, ts, current, settings.recalibration, assets=symbols[: current.n])
+        signer = Signer.load(settings.signer) if settings.signer is not None else None
+
+        async def send(to: str, data: str) -> str:
+            assert signer is not None
+            fees = await suggest_fees(rpc, settings.fees)
+            if fees.over_cap:
+                raise MarginError("base fee above the configured cap: not proposing now")
+            tx = {"from": signer.address, "to": to, "data": data}
+            gas = int(await rpc.request("eth_estimateGas", [tx]), 16)
+            nonce = int(await rpc.request("eth_getTransactionCount", [signer.address, "pending"]), 16)
+            raw = signer.sign(
+                {
+                    "type": 2,
+                    "chainId": deployment.chain_id,
+                    "nonce": nonce,
+                    "to": to,
+                    "data": data,
+                    "value": 0,
+                    "gas": gas * 5 // 4,
+                    "maxFeePerGas": fees.max_fee,
+                    "maxPriorityFeePerGas": fees.priority_fee,
+                }
+            )
+            return str(await rpc.request("eth_sendRawTransaction", ["0x" + raw.hex()]))
+
+        tx_hash = await propose(
+            rpc,
+            send,
+            adapter.contract,
+            proposal,
+            dry_run=settings.dry_run or signer is None,
+            sender=signer.address if signer is not None else None,
+            lens_address=deployment.margin_lens,
+            echo=console.print,
+        )
+    finally:
+        await rpc.close()
+    if tx_hash is not None:
+        console.print(f"proposed: {tx_hash} (activate with activateRiskParams() after the delay)")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -56,7 +56,7 @@ class KeeperSettings(BaseSettings):
     deployment: Path = Path("deployment.json")
     store: Path = Path("keeper.db")
     adapter: str = "margin_account"
-    confirmations: int = Field(12, ge=0, le=1000)
+    confirmations: int = Field(12, ge=1, le=1000)  # reorg window kept (blocks)
     max_log_range: int = Field(2000, ge=1)
     poll_interval_s: float = Field(1.0, gt=0)
     state_batch: int = Field(500, ge=1, le=5000)
@@ -86,7 +86,9 @@ class KeeperSettings(BaseSettings):
     @model_validator(mode="after")
     def _signer_unless_dry_run(self) -> KeeperSettings:
         if self.signer is None and not self.dry_run:
-            raise ValueError("signer: required unless dry_run is true (a keystore file or a key env variable)")
+            raise ValueError(
+                "signer: required unless dry_run is true (a keystore file or a key env variable)"
+            )
         return self
 
     @classmethod
@@ -135,4 +137,3 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> KeeperSet
         raise ConfigError(f"{where}: {_describe(exc)}") from exc
     finally:
         _YAML.reset(token)
-

@@ -12,6 +12,7 @@ Nothing here does maths or I/O of its own beyond calling the modules it wires.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -39,7 +40,7 @@ from keeper.liquidation.selector import BookStats, Candidate, candidates, plan, 
 from keeper.liquidation.signer import Signer
 from keeper.metrics import HealthState, KeeperMetrics, MetricsServer
 from keeper.publish.models import Alert, BlockSummary, ControlCommand, LiquidationEvent, Status
-from keeper.publish.mqtt import MqttPublisher, NullPublisher, Publisher
+from keeper.publish.mqtt import Publisher, make_publisher
 
 log = logging.getLogger("keeper")
 
@@ -59,7 +60,9 @@ class TickReport:
     tick_ms: float
     rpc_round_trips: int
     rpc_requests: int
-    send_ms: float | None  # from the start of the tick to the send round trip's return, when something was sent
+    send_ms: (
+        float | None
+    )  # from the start of the tick to the send round trip's return, when something was sent
     stale_assets: tuple[int, ...]
     gated: str | None  # why liquidations were held back this tick (stale price, lagging node, paused)
 
@@ -89,7 +92,9 @@ class Keeper:
     ) -> None:
         self.settings = settings
         self.deployment = deployment or Deployment.load(settings.deployment)
-        self.adapter: ProtocolAdapter = load_adapter(settings.adapter, self.deployment, batch=settings.state_batch)
+        self.adapter: ProtocolAdapter = load_adapter(
+            settings.adapter, self.deployment, batch=settings.state_batch
+        )
         self.rpc = rpc or RpcClient(settings.rpc_urls, timeout=settings.rpc_timeout_s)
         self.store = Store.open(settings.store, self.deployment.chain_id, self.adapter.contract)
         self.follower = Follower(
@@ -112,18 +117,16 @@ class Keeper:
             dry_run=settings.dry_run,
         )
         self.metrics = KeeperMetrics()
-        self.health = HealthState(
-            liveness_timeout_s=settings.metrics.liveness_timeout_s, max_block_lag=settings.metrics.max_block_lag
-        )
+        self.health = HealthState.from_settings(settings.metrics)
         self.metrics_server: MetricsServer | None = None
         self.wall_clock = wall_clock
         self.state = _State()
-        self.publisher: Publisher = publisher or (
-            MqttPublisher(settings.mqtt, settings.keeper_id, self.on_control, self._status("online"))
-            if settings.mqtt.enabled
-            else NullPublisher()
+        self.publisher: Publisher = publisher or make_publisher(
+            settings.mqtt, settings.keeper_id, self.on_control, self._status("online")
         )
         self._stopping = asyncio.Event()
+        self._failovers = 0
+        self._mqtt_dropped = 0
 
     # ------------------------------------------------------------------------------------------ lifecycle
     @property
@@ -146,10 +149,11 @@ class Keeper:
         await self.executor.start()
         await self.publisher.start()
         if self.settings.metrics.enabled:
-            self.metrics_server = MetricsServer(
-                self.metrics, self.health, self.settings.metrics.host, self.settings.metrics.port
+            self.metrics_server = MetricsServer.from_settings(
+                self.metrics, self.health, self.settings.metrics
             )
             self.metrics_server.start()
+        self.metrics.set_dry_run(self.executor.dry_run)
 
     async def stop(self) -> None:
         """Finish what is in flight (receipts of this block), persist, say offline, close."""
@@ -177,7 +181,9 @@ class Keeper:
         elif cmd.command == "dry_run_off":
             self.executor.dry_run = False
         log.warning("control: %s accepted", cmd.command)
-        self.metrics.set_mode(paused=self.state.paused, dry_run=self.executor.dry_run)
+        self.metrics.set_paused(self.state.paused)
+        self.metrics.set_dry_run(self.executor.dry_run)
+        self.health.set_paused(self.state.paused, "control command")
         self.publisher.publish(self._status("paused" if self.state.paused else "online"))
 
     # ------------------------------------------------------------------------------------------ the tick
@@ -187,9 +193,12 @@ class Keeper:
         rpc0 = self.rpc.stats.snapshot()
         upd = await self.follower.poll()
         if upd is None and not force:
-            self.health.beat()
+            self.health.tick()
             return None
         events: list[TxEvent] = []
+        if upd is not None and upd.reorg_depth:
+            log.warning("reorg of depth %d at block %d: re-reading nonces", upd.reorg_depth, upd.head.number)
+            await self.executor.start()  # dropped transactions: the chain's nonce is the truth again
         market = await self.adapter.market(self.rpc)
         head = market.block
         events += await self.executor.on_block(head)
@@ -240,7 +249,10 @@ class Keeper:
             gated=gate,
         )
         self._telemetry(report, market, sc)
-        self.health.beat(head=head, processed=head, prices_fresh=not stale, ok=True)
+        self.store.record_prices(head, market.timestamp, [p / WAD for p in market.prices])
+        self.health.set_blocks(upd.head.number if upd is not None else head, head)
+        self.health.set_stale_prices([self.symbols[i] for i in stale if i < len(self.symbols)])
+        self.health.tick()
         return report
 
     async def _sync_accounts(self, upd: FollowUpdate | None, market: MarketState) -> list[str]:
@@ -338,8 +350,20 @@ class Keeper:
             if not d.send:
                 if p.liquidatable:
                     events.append(
-                        TxEvent("skipped", p.account, None, None, p.max_fraction, p.penalty, None, None, None, None,
-                                head, d.reason)
+                        TxEvent(
+                            "skipped",
+                            p.account,
+                            None,
+                            None,
+                            p.max_fraction,
+                            p.penalty,
+                            None,
+                            None,
+                            None,
+                            None,
+                            head,
+                            d.reason,
+                        )
                     )
                 self.state.cooldown[p.account] = head + 1
                 continue
@@ -349,7 +373,7 @@ class Keeper:
 
     # ------------------------------------------------------------------------------------------ telemetry
     def _publish_tx(self, ev: TxEvent) -> None:
-        self.metrics.count_liquidation(ev.stage)
+        self.metrics.liquidation(ev.stage)
         self.publisher.publish(
             LiquidationEvent(
                 v=1,
@@ -360,6 +384,7 @@ class Keeper:
                 fraction=ev.fraction_wad / WAD,
                 fraction_wad=str(ev.fraction_wad),
                 penalty_usd=ev.penalty_wad / WAD,
+                penalty_wad=str(ev.penalty_wad),
                 gas_limit=ev.gas_limit,
                 gas_used=ev.gas_used,
                 max_fee_per_gas=ev.max_fee,
@@ -374,7 +399,7 @@ class Keeper:
     def _telemetry(self, r: TickReport, market: MarketState, sc: Screen) -> None:
         for ev in r.events:
             self._publish_tx(ev)
-        prices = {s: p / WAD for s, p in zip(self.symbols, market.prices, strict=False)}
+        prices = {s: p / WAD for s, p in zip(self.symbols, market.prices, strict=False) if p > 0}
         self.publisher.publish(
             BlockSummary(
                 v=1,
@@ -409,7 +434,31 @@ class Keeper:
             )
         if r.gated is not None:
             log.error("block %d: liquidations held back: %s", r.block, r.gated)
-        self.metrics.observe_tick(r, market, self.symbols, self.rpc.stats)
+        self._observe(r, market)
+
+    def _observe(self, r: TickReport, market: MarketState) -> None:
+        m = self.metrics
+        m.set_blocks(r.block, r.block)
+        m.set_book(
+            accounts=r.accounts,
+            at_risk=r.stats.at_risk,
+            liquidatable=len(r.candidates),
+            lowest_health=r.stats.lowest_health,
+        )
+        for symbol, price, at in zip(self.symbols, market.prices, market.updated_at, strict=False):
+            m.set_price(symbol, price / WAD, max(0, market.timestamp - at))
+        m.observe_tick(r.tick_ms / 1e3)
+        m.observe_engine(r.engine_ms / 1e3)
+        m.add_rpc(round_trips=r.rpc_round_trips, failovers=self._rpc_failovers())
+        stats = self.publisher.stats
+        m.set_mqtt_connected(stats.connected)
+        m.mqtt_dropped(stats.dropped - self._mqtt_dropped)
+        self._mqtt_dropped = stats.dropped
+
+    def _rpc_failovers(self) -> int:
+        now = self.rpc.stats.failovers
+        delta, self._failovers = now - self._failovers, now
+        return delta
 
     # ------------------------------------------------------------------------------------------ daemon
     def request_stop(self) -> None:
@@ -428,12 +477,10 @@ class Keeper:
                     await self.tick()
                     backoff = self.settings.poll_interval_s
                 except (RpcError, StaleStateError) as exc:
-                    self.metrics.count_error(type(exc).__name__)
+                    self.metrics.error(type(exc).__name__)
                     log.error("tick failed, retrying: %s", exc)
                     backoff = min(backoff * 2, 30.0)
-                try:
+                with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=backoff)
-                except asyncio.TimeoutError:
-                    pass
         finally:
             await self.stop()

@@ -95,7 +95,9 @@ def load_adapter(name: str, deployment: Deployment, *, batch: int = 500) -> Prot
     try:
         factory = ADAPTERS[name]
     except KeyError:
-        raise ConfigError(f"adapter: unknown protocol adapter {name!r} (known: {', '.join(sorted(ADAPTERS))})") from None
+        raise ConfigError(
+            f"adapter: unknown protocol adapter {name!r} (known: {', '.join(sorted(ADAPTERS))})"
+        ) from None
     return factory(deployment, batch)
 
 

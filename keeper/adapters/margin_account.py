@@ -63,7 +63,8 @@ def params_from_abi(core: Sequence[Any], shocks: Sequence[int]) -> RiskParams:
         chol=chol,
         shocks=tuple(tuple(flat[r * n : (r + 1) * n]) for r in range(len(flat) // n)) if n else (),
         oracles=tuple(
-            OracleConfig(to_checksum_address(o[0]), int(o[1]), int(o[2]), int(o[3]), int(o[4])) for o in core[10]
+            OracleConfig(to_checksum_address(o[0]), int(o[1]), int(o[2]), int(o[3]), int(o[4]))
+            for o in core[10]
         ),
     )
 
@@ -93,7 +94,10 @@ class MarginAccountAdapter:
         """One eth_call per `batch` accounts, sent together in one JSON-RPC batch (one round trip)."""
         chunks = [list(accounts[i : i + self.batch]) for i in range(0, len(accounts), self.batch)]
         calls = [
-            ("eth_call", [{"to": self._lens, "data": _hex(_SEL[name] + encode(["address[]"], [c]))}, "latest"])
+            (
+                "eth_call",
+                [{"to": self._lens, "data": _hex(_SEL[name] + encode(["address[]"], [c]))}, "latest"],
+            )
             for c in chunks
         ]
         out = []
@@ -124,7 +128,8 @@ class MarginAccountAdapter:
         for blob in await self._batched(rpc, "accountStates", accounts):
             (states,) = decode([ACCOUNT_STATE + "[]"], blob)
             out.extend(
-                RawAccount(int(s[0]), int(s[1]), tuple(s[2]), tuple(s[3]), tuple(s[4]), tuple(s[5])) for s in states
+                RawAccount(int(s[0]), int(s[1]), tuple(s[2]), tuple(s[3]), tuple(s[4]), tuple(s[5]))
+                for s in states
             )
         return out
 
@@ -159,9 +164,13 @@ class MarginAccountAdapter:
 
     def portfolio(self, raw: RawAccount, market: MarketState) -> Portfolio:
         n = len(market.prices)
-        cash = raw.cash - pending_loss_charge(raw.cash, raw.loss_snapshot, market.loss_index, market.loss_epoch)
+        cash = raw.cash - pending_loss_charge(
+            raw.cash, raw.loss_snapshot, market.loss_index, market.loss_epoch
+        )
         owed = tuple(raw.size[i] * (market.funding_index[i] - raw.funding_snapshot[i]) for i in range(n))
-        return Portfolio(cash, raw.collateral[:n], raw.size[:n], raw.cost_basis[:n], owed if any(owed) else None)
+        return Portfolio(
+            cash, raw.collateral[:n], raw.size[:n], raw.cost_basis[:n], owed if any(owed) else None
+        )
 
     def liquidation_call(self, preview: Preview) -> tuple[str, str]:
         args = encode(
