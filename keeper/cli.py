@@ -127,7 +127,8 @@ async def _status(settings: KeeperSettings) -> int:
         )
     console.print(table)
     console.print(
-        f"insurance fund ${market.insurance_fund / WAD:,.2f}, unbacked debt ${market.unbacked_debt / WAD:,.2f}"
+        f"insurance fund ${market.insurance_fund / WAD:,.2f}, "
+        f"unbacked debt ${market.unbacked_debt / WAD:,.2f}"
     )
     console.print(f"{len(pending)} liquidation transaction(s) in flight")
     for row in pending:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from keeper import __version__
-from keeper.adapters import MarketState, Preview, ProtocolAdapter, load_adapter
+from keeper.adapters import MarketState, Preview, ProtocolAdapter, RawAccount, load_adapter
 from keeper.book import Assignment, Book
 from keeper.chain.deployment import Deployment
 from keeper.chain.follower import Follower, FollowUpdate
@@ -199,10 +199,11 @@ class Keeper:
         if upd is not None and upd.reorg_depth:
             log.warning("reorg of depth %d at block %d: re-reading nonces", upd.reorg_depth, upd.head.number)
             await self.executor.start()  # dropped transactions: the chain's nonce is the truth again
-        market = await self.adapter.market(self.rpc)
+        changed = self._wanted(upd)
+        market, raws = await self.adapter.read(self.rpc, changed)
         head = market.block
         events += await self.executor.on_block(head)
-        changed = await self._sync_accounts(upd, market)
+        self._apply_accounts(changed, raws, market)
         repriced = await self._sync_globals(upd, market)
         stale = self._stale_assets(market)
         gate = self._gate(market, stale)
@@ -223,8 +224,11 @@ class Keeper:
         previews: list[Preview] = []
         send_ms = None
         if cands and gate is None:
-            previews = await self.adapter.previews(self.rpc, [self.book.accounts[c.row] for c in cands])
-            reqs = await self._requests(previews, market, head, events)
+            previews, fees = await asyncio.gather(
+                self.adapter.previews(self.rpc, [self.book.accounts[c.row] for c in cands]),
+                self.executor.fees(),
+            )
+            reqs = self._requests(previews, fees.max_fee, market, head, events)
             if reqs:
                 events += await self.executor.submit(reqs, head)
                 send_ms = (time.perf_counter() - t0) * 1e3
@@ -255,20 +259,24 @@ class Keeper:
         self.health.tick()
         return report
 
-    async def _sync_accounts(self, upd: FollowUpdate | None, market: MarketState) -> list[str]:
+    def _wanted(self, upd: FollowUpdate | None) -> list[str]:
+        """The accounts of this shard to read now: all of them after a (re)start, else the changed ones."""
         if upd is None:
             return []
         if upd.removed_accounts:
             self.book.remove(upd.removed_accounts)
         wanted = self.follower.accounts() if upd.first else sorted(upd.changed | upd.new_accounts)
-        mine = [a for a in wanted if self.assignment.owns(a)]
-        if mine:
-            raws = await self.adapter.account_states(self.rpc, mine)
-            self.book.update(mine, raws, market, self.adapter)
-            self.executor.state_changed(mine)
-            for a in mine:
-                self.state.cooldown.pop(a, None)
-        return mine
+        return [a for a in wanted if self.assignment.owns(a)]
+
+    def _apply_accounts(
+        self, accounts: Sequence[str], raws: Sequence[RawAccount], market: MarketState
+    ) -> None:
+        if not accounts:
+            return
+        self.book.update(accounts, raws, market, self.adapter)
+        self.executor.state_changed(list(accounts))
+        for a in accounts:
+            self.state.cooldown.pop(a, None)
 
     async def _sync_globals(self, upd: FollowUpdate | None, market: MarketState) -> bool:
         """Load risk parameters when they changed; re-derive portfolios when an index moved. True when the
@@ -338,11 +346,10 @@ class Keeper:
                 return price / WAD
         return self.settings.eth_usd
 
-    async def _requests(
-        self, previews: Sequence[Preview], market: MarketState, head: int, events: list[TxEvent]
+    def _requests(
+        self, previews: Sequence[Preview], max_fee: int, market: MarketState, head: int, events: list[TxEvent]
     ) -> list[LiquidationRequest]:
-        fees = await self.executor.fees()
-        gas_cost = int(self.settings.liquidation_gas * fees.max_fee * self._eth_usd(market))
+        gas_cost = int(self.settings.liquidation_gas * max_fee * self._eth_usd(market))
         min_profit = int(self.settings.min_profit_usd * WAD)
         reqs = []
         for d in plan(previews, gas_cost, min_profit):

@@ -20,10 +20,12 @@ from keeper.chain.rpc import RpcClient
 from keeper.engine.margin import Portfolio, pending_loss_charge
 from keeper.engine.params import OracleConfig, RiskParams
 
-_PARAMS = "(uint256,uint256,uint256,uint256,uint256,uint256,uint256,uint256,uint256[],int256[],(address,uint32,uint8,int256,int256)[])"
+_ORACLE = "(address,uint32,uint8,int256,int256)"
+_PARAMS = f"(uint256,uint256,uint256,uint256,uint256,uint256,uint256,uint256,uint256[],int256[],{_ORACLE}[])"
 MARKET = "(uint256,uint256,address,uint256,uint256,int256,uint256,uint256[],int256[],uint256[],int256[])"
 ACCOUNT_STATE = "(int256,uint256,uint256[],int256[],int256[],int256[])"
-PREVIEW = "(bool,bool,(uint8,uint8),(int256,uint256,uint256,uint256,uint256,uint256,uint256),uint256,uint256,uint256)"
+MARGIN = "(int256,uint256,uint256,uint256,uint256,uint256,uint256)"
+PREVIEW = f"(bool,bool,(uint8,uint8),{MARGIN},uint256,uint256,uint256)"
 
 SIGNATURES = {
     "market": "market()",
@@ -43,6 +45,11 @@ _SEL = {name: selector(sig) for name, sig in SIGNATURES.items()}
 
 def _hex(b: bytes) -> str:
     return "0x" + b.hex()
+
+
+def _bytes(raw: object) -> bytes:
+    s = str(raw)
+    return bytes.fromhex(s[2:] if s.startswith("0x") else s)
 
 
 def params_from_abi(core: Sequence[Any], shocks: Sequence[int]) -> RiskParams:
@@ -90,24 +97,23 @@ class MarginAccountAdapter:
         raw = await rpc.eth_call(self._lens, _hex(_SEL[name] + args))
         return bytes.fromhex(raw[2:] if raw.startswith("0x") else raw)
 
-    async def _batched(self, rpc: RpcClient, name: str, accounts: Sequence[str]) -> list[bytes]:
-        """One eth_call per `batch` accounts, sent together in one JSON-RPC batch (one round trip)."""
-        chunks = [list(accounts[i : i + self.batch]) for i in range(0, len(accounts), self.batch)]
-        calls = [
+    def _chunk_calls(self, name: str, accounts: Sequence[str]) -> list[tuple[str, list[object]]]:
+        """One eth_call per `batch` accounts."""
+        return [
             (
                 "eth_call",
-                [{"to": self._lens, "data": _hex(_SEL[name] + encode(["address[]"], [c]))}, "latest"],
+                [{"to": self._lens, "data": _hex(_SEL[name] + encode(["address[]"], [chunk]))}, "latest"],
             )
-            for c in chunks
+            for chunk in (list(accounts[i : i + self.batch]) for i in range(0, len(accounts), self.batch))
         ]
-        out = []
-        for raw in await rpc.batch(calls):
-            s = str(raw)
-            out.append(bytes.fromhex(s[2:] if s.startswith("0x") else s))
-        return out
 
-    async def market(self, rpc: RpcClient) -> MarketState:
-        (m,) = decode([MARKET], await self._call(rpc, "market"))
+    async def _batched(self, rpc: RpcClient, name: str, accounts: Sequence[str]) -> list[bytes]:
+        """The chunks' eth_calls sent together in one JSON-RPC batch (one round trip)."""
+        return [_bytes(raw) for raw in await rpc.batch(self._chunk_calls(name, accounts))]
+
+    @staticmethod
+    def _market(blob: bytes) -> MarketState:
+        (m,) = decode([MARKET], blob)
         return MarketState(
             block=int(m[0]),
             timestamp=int(m[1]),
@@ -121,17 +127,33 @@ class MarginAccountAdapter:
             funding_index=tuple(int(v) for v in m[10]),
         )
 
+    @staticmethod
+    def _states(blob: bytes) -> list[RawAccount]:
+        (states,) = decode([ACCOUNT_STATE + "[]"], blob)
+        return [
+            RawAccount(int(s[0]), int(s[1]), tuple(s[2]), tuple(s[3]), tuple(s[4]), tuple(s[5]))
+            for s in states
+        ]
+
+    async def market(self, rpc: RpcClient) -> MarketState:
+        return self._market(await self._call(rpc, "market"))
+
     async def account_states(self, rpc: RpcClient, accounts: Sequence[str]) -> list[RawAccount]:
         if not accounts:
             return []
-        out: list[RawAccount] = []
-        for blob in await self._batched(rpc, "accountStates", accounts):
-            (states,) = decode([ACCOUNT_STATE + "[]"], blob)
-            out.extend(
-                RawAccount(int(s[0]), int(s[1]), tuple(s[2]), tuple(s[3]), tuple(s[4]), tuple(s[5]))
-                for s in states
-            )
-        return out
+        return [s for blob in await self._batched(rpc, "accountStates", accounts) for s in self._states(blob)]
+
+    async def read(self, rpc: RpcClient, accounts: Sequence[str]) -> tuple[MarketState, list[RawAccount]]:
+        """`market()` and `account_states(accounts)` in one JSON-RPC batch: one round trip, one block
+        (a node answers a batch's `latest` calls at the same head unless a block lands between them)."""
+        market_call: tuple[str, list[object]] = (
+            "eth_call",
+            [{"to": self._lens, "data": _hex(_SEL["market"])}, "latest"],
+        )
+        blobs = [
+            _bytes(r) for r in await rpc.batch([market_call, *self._chunk_calls("accountStates", accounts)])
+        ]
+        return self._market(blobs[0]), [s for blob in blobs[1:] for s in self._states(blob)]
 
     async def previews(self, rpc: RpcClient, accounts: Sequence[str]) -> list[Preview]:
         if not accounts:
