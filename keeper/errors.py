@@ -46,7 +46,7 @@ class RpcUnavailable(RpcError):
 
 
 class ExecutionReverted(RpcError):
-    """An eth_call / eth_estimateGas that reverted; `data` holds the revert bytes (hex) when the node gave them."""
+    """An eth_call / eth_estimateGas that reverted; `data` holds the revert bytes (hex) when given."""
 
 
 class StaleStateError(MarginError):

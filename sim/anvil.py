@@ -65,7 +65,7 @@ def anvil_binary() -> str:
 
 
 class Anvil:
-    """One anvil node. `args` are extra command-line flags (e.g. `["--no-mining"]`, `["--block-time", "1"]`)."""
+    """One anvil node. `args` are extra command-line flags (e.g. `["--no-mining"]`)."""
 
     def __init__(
         self,
@@ -94,7 +94,15 @@ class Anvil:
         return f"ws://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
-        cmd = [anvil_binary(), "--port", str(self.port), "--host", "127.0.0.1", "--gas-limit", str(self.gas_limit)]
+        cmd = [
+            anvil_binary(),
+            "--port",
+            str(self.port),
+            "--host",
+            "127.0.0.1",
+            "--gas-limit",
+            str(self.gas_limit),
+        ]
         cmd += ["--disable-block-gas-limit"] if "--disable-block-gas-limit" in self.args else []
         if self.fork_url:
             cmd += ["--fork-url", self.fork_url]
@@ -109,7 +117,9 @@ class Anvil:
         out: Any = subprocess.DEVNULL
         if self.log_path is not None:
             out = open(self.log_path, "ab")  # noqa: SIM115 (the child owns it for its lifetime)
-        self.proc = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.command(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
         _LIVE.add(self.proc)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

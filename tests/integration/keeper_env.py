@@ -22,9 +22,10 @@ from sim.stack import AccountSpec, ChainStack
 
 KEEPER_KEY_ENV = "KEEPER_TEST_KEY"
 ETH = 0
-LIQUIDATED_TOPIC = "0x" + keccak(
-    text="Liquidated(address,address,uint8,uint256,uint256,uint256,int256,uint256,uint256)"
-).hex()
+LIQUIDATED_TOPIC = (
+    "0x"
+    + keccak(text="Liquidated(address,address,uint8,uint256,uint256,uint256,int256,uint256,uint256)").hex()
+)
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,13 @@ def liquidations(stack: ChainStack, from_block: int = 0) -> list[tuple[str, str,
     """(victim, liquidator, block) of every Liquidated event since `from_block`."""
     logs = stack.rpc.call(
         "eth_getLogs",
-        [{"address": stack.deployment.margin_account, "topics": [LIQUIDATED_TOPIC], "fromBlock": hex(from_block)}],
+        [
+            {
+                "address": stack.deployment.margin_account,
+                "topics": [LIQUIDATED_TOPIC],
+                "fromBlock": hex(from_block),
+            }
+        ],
     )
     out = []
     for log in logs:

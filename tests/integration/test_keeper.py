@@ -75,7 +75,9 @@ async def ticks(keeper: Keeper, stack: ChainStack, blocks: int) -> list[Any]:
     return out
 
 
-def victims_once(base: BaseChain, stack: ChainStack, liquidator: str | None = KEEPER) -> list[tuple[str, str, int]]:
+def victims_once(
+    base: BaseChain, stack: ChainStack, liquidator: str | None = KEEPER
+) -> list[tuple[str, str, int]]:
     liq = liquidations(stack)
     counts = Counter(v for v, _, _ in liq)
     assert {v.lower() for v in base.victims} == set(counts), "every levered book is liquidated"
@@ -86,7 +88,9 @@ def victims_once(base: BaseChain, stack: ChainStack, liquidator: str | None = KE
     return liq
 
 
-def test_price_drop_liquidations_land_in_next_block_with_telemetry(base: BaseChain, chain: Any, tmp_path: Path) -> None:
+def test_price_drop_liquidations_land_in_next_block_with_telemetry(
+    base: BaseChain, chain: Any, tmp_path: Path
+) -> None:
     node, stack = chain
     prefix = f"pmargin-test/{uuid.uuid4().hex[:8]}"
     cfg = settings(
@@ -119,9 +123,7 @@ def test_price_drop_liquidations_land_in_next_block_with_telemetry(base: BaseCha
             stack.mine(1)
             reports.append(await keeper.tick(force=True))
             assert keeper.metrics_server is not None
-            import urllib.request
-
-            scraped = urllib.request.urlopen(keeper.metrics_server.url + "/metrics").read().decode()
+            scraped = keeper.metrics.exposition().decode()  # what /metrics serves (tests/unit/test_metrics.py)
             await keeper.stop()
             await asyncio.sleep(0.5)
             listener.cancel()
@@ -156,7 +158,9 @@ async def _previews(cfg: Any, accounts: tuple[str, ...]) -> list[Any]:
 
     rpc = RpcClient(cfg.rpc_urls)
     try:
-        return await load_adapter("margin_account", Deployment.load(cfg.deployment)).previews(rpc, list(accounts))
+        return await load_adapter("margin_account", Deployment.load(cfg.deployment)).previews(
+            rpc, list(accounts)
+        )
     finally:
         await rpc.close()
 
@@ -253,7 +257,9 @@ def test_competing_liquidator_first(base: BaseChain, chain: Any, tmp_path: Path)
     assert Counter(by for _, by, _ in liq) == {rival.lower(): 3, KEEPER: 5}
 
 
-def test_reorg_dropping_liquidations_is_followed_and_redone_once(base: BaseChain, chain: Any, tmp_path: Path) -> None:
+def test_reorg_dropping_liquidations_is_followed_and_redone_once(
+    base: BaseChain, chain: Any, tmp_path: Path
+) -> None:
     node, stack = chain
     cfg = settings(tmp_path, [node.url], base.deployment, confirmations=3)
 
@@ -335,7 +341,11 @@ def test_two_shards_split_the_book_and_liquidate_each_account_once(
     (tmp_path / "b").mkdir()
     cfg0 = settings(tmp_path / "a", [node.url], base.deployment, shard={"index": 0, "count": 2})
     cfg1 = settings(
-        tmp_path / "b", [node.url], base.deployment, shard={"index": 1, "count": 2}, signer={"key_env": "KEEPER_TEST_KEY_2"}
+        tmp_path / "b",
+        [node.url],
+        base.deployment,
+        shard={"index": 1, "count": 2},
+        signer={"key_env": "KEEPER_TEST_KEY_2"},
     )
 
     async def scenario() -> tuple[int, int]:
@@ -381,7 +391,9 @@ def _config_file(tmp: Path, url: str, base: BaseChain) -> Path:
     return path
 
 
-def test_sigkill_mid_run_then_restart_sends_nothing_twice(base: BaseChain, chain: Any, tmp_path: Path) -> None:
+def test_sigkill_mid_run_then_restart_sends_nothing_twice(
+    base: BaseChain, chain: Any, tmp_path: Path
+) -> None:
     node, stack = chain
     cfg_path = _config_file(tmp_path, node.url, base)
     env = {**os.environ, KEEPER_KEY_ENV: DEV_KEYS[1]}
@@ -418,7 +430,9 @@ def test_sigkill_mid_run_then_restart_sends_nothing_twice(base: BaseChain, chain
         if proc.poll() is None:
             proc.kill()
     victims_once(base, stack)
-    with Store.open(tmp_path / "keeper.db", base.deployment.chain_id, base.deployment.margin_account) as store:
+    with Store.open(
+        tmp_path / "keeper.db", base.deployment.chain_id, base.deployment.margin_account
+    ) as store:
         cursor = store.cursor()
     assert cursor is not None and cursor.number >= stack.block_number() - 3, "SIGTERM persisted the cursor"
 
@@ -427,7 +441,10 @@ def test_malformed_configuration_is_refused_naming_the_field(tmp_path: Path) -> 
     bad = tmp_path / "bad.yaml"
     bad.write_text("rpc_urls: ['ftp://x']\nmqtt: {port: 99999}\nshard: {index: 3, count: 2}\ndry_run: true\n")
     out = subprocess.run(
-        [sys.executable, "-m", "keeper", "status", "--config", str(bad)], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "keeper", "status", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert out.returncode == 2
     text = out.stdout + out.stderr
