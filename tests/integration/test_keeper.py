@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -123,7 +124,8 @@ def test_price_drop_liquidations_land_in_next_block_with_telemetry(
             stack.mine(1)
             reports.append(await keeper.tick(force=True))
             assert keeper.metrics_server is not None
-            scraped = keeper.metrics.exposition().decode()  # what /metrics serves (tests/unit/test_metrics.py)
+            url = keeper.metrics_server.url + "/metrics"
+            scraped = await asyncio.to_thread(lambda: urllib.request.urlopen(url).read().decode())
             await keeper.stop()
             await asyncio.sleep(0.5)
             listener.cancel()
