@@ -43,7 +43,7 @@ help:
 	@echo "make test     forge test (tests/forge, if any) then pytest (PYTEST_ARGS=... to pass options)"
 	@echo "make demo     python -m sim.demo"
 	@echo "make gas      python scripts/gas_report.py  (-> reports/gas.json)"
-	@echo "make bench    python scripts/bench_engine.py  (-> reports/bench/engine.json)"
+	@echo "make bench    engine and keeper benchmarks (-> reports/bench/engine.json, keeper.json)"
 	@echo "make lint     ruff check + mypy keeper sim"
 	@echo "make slither  slither over contracts/ (via forge + solc shim); fails on medium/high findings"
 
@@ -100,9 +100,10 @@ gas: compile
 	@mkdir -p reports
 	python scripts/gas_report.py
 
-bench: setup
+bench: compile
 	@mkdir -p reports/bench
 	python scripts/bench_engine.py
+	python scripts/bench_keeper.py
 
 lint: setup
 	ruff check .
