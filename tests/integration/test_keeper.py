@@ -9,7 +9,9 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -57,6 +59,30 @@ def chain(base: BaseChain) -> Any:
     node.stop()
 
 
+@pytest.fixture
+def mqtt_port() -> Any:
+    """The Mosquitto on 127.0.0.1:1883 when it runs (the machine's broker), else a private one."""
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", 1883)) == 0:
+            yield 1883
+            return
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not Path(binary).exists():
+        pytest.skip("no Mosquitto broker on 127.0.0.1:1883 and no mosquitto binary")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([binary, "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.05)
+    yield port
+    proc.terminate()
+    proc.wait(5)
+
+
 @pytest.fixture(autouse=True)
 def _key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(KEEPER_KEY_ENV, DEV_KEYS[1])
@@ -90,7 +116,7 @@ def victims_once(
 
 
 def test_price_drop_liquidations_land_in_next_block_with_telemetry(
-    base: BaseChain, chain: Any, tmp_path: Path
+    base: BaseChain, chain: Any, tmp_path: Path, mqtt_port: int
 ) -> None:
     node, stack = chain
     prefix = f"pmargin-test/{uuid.uuid4().hex[:8]}"
@@ -99,13 +125,13 @@ def test_price_drop_liquidations_land_in_next_block_with_telemetry(
         [node.url],
         base.deployment,
         keeper_id="k1",
-        mqtt={"enabled": True, "host": "127.0.0.1", "port": 1883, "topic_prefix": prefix},
+        mqtt={"enabled": True, "host": "127.0.0.1", "port": mqtt_port, "topic_prefix": prefix},
         metrics={"enabled": True, "port": 0},
     )
 
     async def scenario() -> tuple[list[tuple[str, dict[str, Any]]], list[Any], int, str]:
         received: list[tuple[str, dict[str, Any]]] = []
-        async with aiomqtt.Client("127.0.0.1", 1883) as sub:
+        async with aiomqtt.Client("127.0.0.1", mqtt_port) as sub:
             await sub.subscribe(f"{prefix}/#", qos=1)
 
             async def listen() -> None:
