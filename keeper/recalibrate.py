@@ -43,10 +43,11 @@ from typing import Any, Literal
 import numpy as np
 from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
-from eth_utils import keccak, to_checksum_address
+from eth_utils import keccak
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from keeper.adapters.margin_account import params_from_abi
 from keeper.chain.rpc import RpcClient
 from keeper.engine.calibration import (
     RISKMETRICS_LAMBDA,
@@ -55,7 +56,7 @@ from keeper.engine.calibration import (
     calibrate,
     z_for_confidence,
 )
-from keeper.engine.params import MAX_SCENARIOS, OracleConfig, RiskParams
+from keeper.engine.params import MAX_SCENARIOS, RiskParams
 from keeper.errors import ExecutionReverted, ParamsError, PriceDataError
 from keeper.riskfile import (
     SCALAR_FACTOR,
@@ -561,33 +562,6 @@ def render_side_by_side(
 
 
 # ---------------------------------------------------------------------------------------------- chain
-
-
-def params_from_abi(core: Sequence[Any], shocks: Sequence[int]) -> RiskParams:
-    """RiskParams from the decoded `(RiskParams, int256[] shocks)` of the lens (scripts/post_params.py's
-    `from_chain`, without ape)."""
-    c = list(core)
-    weights, chol = tuple(int(v) for v in c[8]), tuple(int(v) for v in c[9])
-    n = len(weights)
-    flat = [int(v) for v in shocks]
-    if n == 0 or len(flat) % n:
-        raise ParamsError(f"riskParams: {len(flat)} shock entries for {n} assets")
-    return RiskParams(
-        z=int(c[0]),
-        im_factor=int(c[1]),
-        gamma=int(c[2]),
-        penalty=int(c[3]),
-        insurance_share=int(c[4]),
-        close_factor=int(c[5]),
-        target_health=int(c[6]),
-        dust=int(c[7]),
-        weights=weights,
-        chol=chol,
-        shocks=tuple(tuple(flat[r * n : (r + 1) * n]) for r in range(len(flat) // n)),
-        oracles=tuple(
-            OracleConfig(to_checksum_address(o[0]), int(o[1]), int(o[2]), int(o[3]), int(o[4])) for o in c[10]
-        ),
-    )
 
 
 def _hex_bytes(data: object) -> bytes | None:

@@ -19,6 +19,7 @@ from keeper.chain.deployment import Deployment
 from keeper.chain.rpc import RpcClient
 from keeper.engine.margin import Portfolio, pending_loss_charge
 from keeper.engine.params import OracleConfig, RiskParams
+from keeper.errors import ParamsError
 
 _ORACLE = "(address,uint32,uint8,int256,int256)"
 _PARAMS = f"(uint256,uint256,uint256,uint256,uint256,uint256,uint256,uint256,uint256[],int256[],{_ORACLE}[])"
@@ -57,6 +58,8 @@ def params_from_abi(core: Sequence[Any], shocks: Sequence[int]) -> RiskParams:
     weights, chol = tuple(int(v) for v in core[8]), tuple(int(v) for v in core[9])
     n = len(weights)
     flat = [int(v) for v in shocks]
+    if n == 0 or len(flat) % n:
+        raise ParamsError(f"riskParams: {len(flat)} shock entries for {n} assets")
     return RiskParams(
         z=int(core[0]),
         im_factor=int(core[1]),
@@ -68,7 +71,7 @@ def params_from_abi(core: Sequence[Any], shocks: Sequence[int]) -> RiskParams:
         dust=int(core[7]),
         weights=weights,
         chol=chol,
-        shocks=tuple(tuple(flat[r * n : (r + 1) * n]) for r in range(len(flat) // n)) if n else (),
+        shocks=tuple(tuple(flat[r * n : (r + 1) * n]) for r in range(len(flat) // n)),
         oracles=tuple(
             OracleConfig(to_checksum_address(o[0]), int(o[1]), int(o[2]), int(o[3]), int(o[4]))
             for o in core[10]
