@@ -478,3 +478,114 @@ def test_malformed_configuration_is_refused_naming_the_field(tmp_path: Path) -> 
     text = out.stdout + out.stderr
     for field in ("rpc_urls", "mqtt.port", "shard"):
         assert field in text, text
+
+
+def test_lagging_node_stops_liquidating(base: BaseChain, chain: Any, tmp_path: Path) -> None:
+    node, stack = chain
+    cfg = settings(tmp_path, [node.url], base.deployment, max_head_age_s=2)
+
+    async def scenario() -> None:
+        keeper = Keeper(cfg)
+        await keeper.start()
+        stack.set_price(ETH, DROP)
+        await asyncio.sleep(3)  # no new block for 3 s: the head is older than max_head_age_s
+        r = await keeper.tick(force=True)
+        assert r is not None and r.gated is not None and "lagging" in r.gated and not r.events
+        assert len(r.candidates) == 8
+        stack.mine(1)  # a fresh head: liquidations resume
+        reports = await ticks(keeper, stack, 1)
+        assert sum(e.stage == "sent" for x in reports for e in x.events) == 8
+        await keeper.stop()
+
+    run(scenario())
+    victims_once(base, stack)
+
+
+def test_signed_control_pause_dry_run_resume(
+    base: BaseChain, chain: Any, tmp_path: Path, mqtt_port: int
+) -> None:
+    """Over the real broker: a forged command is refused, `pause` holds liquidations, `dry_run_on` makes
+    the keeper say what it would send, `dry_run_off` + `resume` send."""
+    from keeper.publish.models import sign_command
+
+    node, stack = chain
+    prefix = f"pmargin-test/{uuid.uuid4().hex[:8]}"
+    secret = "s3cret-control-key-for-tests"
+    cfg = settings(
+        tmp_path,
+        [node.url],
+        base.deployment,
+        keeper_id="k2",
+        mqtt={"enabled": True, "port": mqtt_port, "topic_prefix": prefix, "control_secret": secret},
+    )
+
+    async def command(client: aiomqtt.Client, name: str, key: str = secret) -> None:
+        cmd = sign_command({"command": name, "target": "k2"}, key)
+        await client.publish(f"{prefix}/k2/control", cmd.model_dump_json(), qos=1)
+        await asyncio.sleep(0.5)
+
+    async def scenario() -> None:
+        keeper = Keeper(cfg)
+        await keeper.start()
+        assert await keeper.publisher.wait_connected(5)  # type: ignore[attr-defined]
+        await keeper.tick(force=True)
+        async with aiomqtt.Client("127.0.0.1", mqtt_port) as client:
+            await command(client, "pause", key="wrong-key-wrong-key-wrong")
+            assert not keeper.state.paused
+            await command(client, "pause")
+            assert keeper.state.paused
+            stack.set_price(ETH, DROP)
+            r = await keeper.tick(force=True)
+            assert r is not None and r.gated is not None and "paused" in r.gated and not r.events
+            await command(client, "dry_run_on")
+            await command(client, "resume")
+            r = await keeper.tick(force=True)
+            assert r is not None and [e.stage for e in r.events] == ["would_send"] * 8
+            await command(client, "dry_run_off")
+            reports = await ticks(keeper, stack, 1)
+            assert sum(e.stage == "sent" for x in reports for e in x.events) == 8
+        await keeper.stop()
+
+    run(scenario())
+    victims_once(base, stack)
+
+
+def test_cli_once_status_and_recalibrate_dry_run(base: BaseChain, chain: Any, tmp_path: Path) -> None:
+    import datetime
+
+    import numpy as np
+
+    node, stack = chain
+    cfg_path = _config_file(tmp_path, node.url, base)
+    env = {**os.environ, KEEPER_KEY_ENV: DEV_KEYS[1], "COLUMNS": "200"}
+    stack.set_price(ETH, DROP)
+
+    def cli(*args: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "-m", "keeper", *args, "--config", str(cfg_path)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out.stdout
+
+    once = cli("once", "--dry-run")
+    assert "Accounts at risk" in once and "8 liquidatable" in once and once.count("would_send") == 8
+    status = cli("status")
+    assert "WETH" in status and "processed up to" in status
+    rng = np.random.default_rng(7)
+    days = 200
+    rets = rng.multivariate_normal([0, 0, 0], np.diag([0.03, 0.025, 0.05]) ** 2, size=days)
+    prices = np.array([2000.0, 60000.0, 150.0]) * np.exp(np.cumsum(rets, axis=0))
+    csv = tmp_path / "prices.csv"
+    day0 = datetime.date(2024, 1, 1)
+    rows = [
+        f"{day0 + datetime.timedelta(days=d)},{p[0]:.4f},{p[1]:.4f},{p[2]:.4f}" for d, p in enumerate(prices)
+    ]
+    csv.write_text("timestamp,ETH,BTC,SOL\n" + "\n".join(rows) + "\n")
+    recal = cli("recalibrate", "--dry-run", "--prices", str(csv))
+    assert "z" in recal and "old" in recal.lower() and "new" in recal.lower()
+    assert liquidations(stack) == []  # dry runs sent nothing
