@@ -487,6 +487,7 @@ def test_lagging_node_stops_liquidating(base: BaseChain, chain: Any, tmp_path: P
     async def scenario() -> None:
         keeper = Keeper(cfg)
         await keeper.start()
+        node.rpc("anvil_setTime", [int(time.time())])  # the loaded chain's clock to the wall clock
         stack.set_price(ETH, DROP)
         await asyncio.sleep(3)  # no new block for 3 s: the head is older than max_head_age_s
         r = await keeper.tick(force=True)
