@@ -41,6 +41,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from keeper.adapters.margin_account import params_from_abi
 from keeper.engine.params import OracleConfig, RiskParams, cholesky_wad
 from keeper.errors import MarginError, ParamsError
 from keeper.riskfile import (
@@ -105,24 +106,7 @@ def reorder(rp: RiskParams, perm: Sequence[int]) -> RiskParams:
 
 
 def from_chain(core: Any, shocks: Sequence[int]) -> RiskParams:
-    c = list(core)
-    weights, chol = tuple(int(v) for v in c[8]), tuple(int(v) for v in c[9])
-    n = len(weights)
-    flat = [int(v) for v in shocks]
-    return RiskParams(
-        z=int(c[0]),
-        im_factor=int(c[1]),
-        gamma=int(c[2]),
-        penalty=int(c[3]),
-        insurance_share=int(c[4]),
-        close_factor=int(c[5]),
-        target_health=int(c[6]),
-        dust=int(c[7]),
-        weights=weights,
-        chol=chol,
-        shocks=tuple(tuple(flat[r * n : (r + 1) * n]) for r in range(len(flat) // n)),
-        oracles=tuple(OracleConfig(str(o[0]), int(o[1]), int(o[2]), int(o[3]), int(o[4])) for o in c[10]),
-    )
+    return params_from_abi(list(core), list(shocks))
 
 
 def _show(v: int) -> str:

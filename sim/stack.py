@@ -36,10 +36,11 @@ from eth_typing import ChecksumAddress
 from eth_utils import function_abi_to_4byte_selector, keccak, to_checksum_address
 from web3 import HTTPProvider, Web3
 
+from keeper.adapters.margin_account import params_from_abi
 from keeper.chain.deployment import AssetEntry, Deployment
 from keeper.engine import margin as mirror
 from keeper.engine.fixedpoint import WAD
-from keeper.engine.params import OracleConfig, RiskParams
+from keeper.engine.params import RiskParams
 from keeper.errors import MarginError
 from sim import artifacts
 from sim.anvil import Anvil
@@ -701,24 +702,7 @@ def deploy(
 def read_params(lens: Any) -> RiskParams:
     """The current risk parameters from the chain (`MarginLens.riskParams`, a web3 contract handle)."""
     core, shocks = lens.functions.riskParams().call()
-    c = list(core)
-    weights, chol, oracles = list(c[8]), list(c[9]), [tuple(o) for o in c[10]]
-    n = len(weights)
-    rows = tuple(tuple(shocks[r * n : (r + 1) * n]) for r in range(len(shocks) // n)) if n else ()
-    return RiskParams(
-        z=c[0],
-        im_factor=c[1],
-        gamma=c[2],
-        penalty=c[3],
-        insurance_share=c[4],
-        close_factor=c[5],
-        target_health=c[6],
-        dust=c[7],
-        weights=tuple(weights),
-        chol=tuple(chol),
-        shocks=rows,
-        oracles=tuple(OracleConfig(to_checksum_address(o[0]), *o[1:]) for o in oracles),
-    )
+    return params_from_abi(core, shocks)
 
 
 def attach(url: str, deployment: Deployment | str | Path) -> ChainStack:
