@@ -41,9 +41,9 @@ help:
 	@echo "make setup    create .venv (requirements.lock + editable project), npm ci, link solc shim/anvil/forge"
 	@echo "make compile  ape compile"
 	@echo "make test     forge test (tests/forge, if any) then pytest (PYTEST_ARGS=... to pass options)"
-	@echo "make demo     python -m sim.demo"
+	@echo "make demo     the demo scenario on a local chain it starts and stops (-> reports/demo/report.md)"
 	@echo "make gas      python scripts/gas_report.py  (-> reports/gas.json)"
-	@echo "make bench    engine and keeper benchmarks (-> reports/bench/engine.json, keeper.json)"
+	@echo "make bench    engine, keeper and simulator benchmarks (-> reports/bench/*.json)"
 	@echo "make lint     ruff check + mypy keeper sim"
 	@echo "make slither  slither over contracts/ (via forge + solc shim); fails on medium/high findings"
 
@@ -94,7 +94,7 @@ test-py: compile
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests"; exit 0; fi; exit $$rc
 
 demo: compile
-	python -m sim.demo
+	python -m sim run scenarios/demo.yaml --out reports/demo
 
 gas: compile
 	@mkdir -p reports
@@ -104,6 +104,7 @@ bench: compile
 	@mkdir -p reports/bench
 	python scripts/bench_engine.py
 	python scripts/bench_keeper.py
+	python scripts/bench_sim.py
 
 lint: setup
 	ruff check .

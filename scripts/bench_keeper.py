@@ -29,10 +29,10 @@ from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from keeper.config import load_settings  # noqa: E402
-from keeper.service import Keeper  # noqa: E402
-from sim import stack as st  # noqa: E402
-from sim.anvil import DEV_KEYS, Anvil  # noqa: E402
+from keeper.config import load_settings
+from keeper.service import Keeper
+from sim import stack as st
+from sim.anvil import DEV_KEYS, Anvil
 
 KEY_ENV = "KEEPER_BENCH_KEY"
 

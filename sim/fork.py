@@ -1,4 +1,4 @@
-"""Forked-chain fixtures for protocol developers' own tests (a pytest plugin), and the forks the simulator uses.
+"""Forked-chain fixtures for protocol developers' own tests (a pytest plugin), and forks for the simulator.
 
 In a test suite, enable the plugin (in a `conftest.py`: `pytest_plugins = ["sim.fork"]`) and ask for the
 `margin_fork` fixture: a fresh anvil forked from a base chain that has the protocol deployed (the base is
