@@ -1,4 +1,4 @@
-"""`make demo`: start a local chain, deploy, open example portfolios and compare cross vs isolated margin.
+"""`python -m sim.demo`: a local chain, three example portfolios, their cross vs isolated margin.
 
 Each portfolio's cross margin is read from the chain (`marginOf`); its isolated margin (each collateral
 balance and each perp margined alone, same parameters) comes from the exact integer mirror, which is
@@ -17,7 +17,7 @@ from keeper.engine.fixedpoint import WAD
 from keeper.engine.margin import Portfolio, isolated_maintenance, margin
 from sim.deployment import Stack, authorise, deploy_stack, fund_cash, fund_collateral, trade
 
-OUT = Path("reports/demo")
+OUT = Path("reports/portfolios")
 
 
 @dataclass(frozen=True)
