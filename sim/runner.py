@@ -38,9 +38,10 @@ Also in the notes of each record: accounts topped up to open (perps open one ass
 check after each), why keepers held back (gated ticks, skipped liquidations by reason), the reasons of
 reverted keeper transactions (up to MAX_TRACED traced; `NotLiquidatable` is a lost race).
 
-Not modelled: keeper gas budgets (`keepers.gas_budget_eth`), funding payments, trader behaviour beyond the
-opening trades. Headline numbers are path 0's; Monte Carlo paths, parameter variants (`sweep.variants`)
-and sweep points are separate chain runs from the same price paths and seed.
+Gas budgets: a keeper whose ETH spent on gas reaches `keepers.gas_budget_eth` stops for the rest of the
+run. Not modelled: funding payments, trader behaviour beyond the opening trades. Headline numbers are path
+0's; Monte Carlo paths, parameter variants (`sweep.variants`) and sweep points are separate chain runs from
+the same price paths and seed.
 """
 
 from __future__ import annotations
@@ -481,6 +482,30 @@ class ChainRun:
                     for other in keepers[:acting]:
                         other.state.cooldown[addr] = head + 1
 
+        budget_wei = None if sc.keepers.gas_budget_eth is None else int(sc.keepers.gas_budget_eth * 10**18)
+        start_balance: list[int] = []
+        out_of_gas: set[int] = set()
+
+        def within_budget(k: int, t: int) -> bool:
+            """`keepers.gas_budget_eth`: a keeper whose gas spending (its ETH balance's fall) reached the
+            budget stops for the rest of the run."""
+            if budget_wei is None:
+                return True
+            if not start_balance:
+                start_balance.extend(
+                    int(rpc.call("eth_getBalance", [a, "latest"]), 16) for a in keeper_addresses
+                )
+            if k in out_of_gas:
+                return False
+            spent = start_balance[k] - int(rpc.call("eth_getBalance", [keeper_addresses[k], "latest"]), 16)
+            if spent >= budget_wei:
+                out_of_gas.add(k)
+                self.notes.append(
+                    f"step {t}: keeper {k} spent its gas budget ({spent / 1e18:.4f} ETH) and stopped"
+                )
+                return False
+            return True
+
         async def tick_all(t: int) -> list[tuple[int, TickReport | None]]:
             order = list(range(len(keepers)))
             if len(order) > 1:
@@ -488,7 +513,8 @@ class ChainRun:
                 order = order[shift:] + order[:shift]
             out = []
             for k in order:
-                out.append((k, await keepers[k].tick(force=True)))
+                if within_budget(k, t):
+                    out.append((k, await keepers[k].tick(force=True)))
             return out
 
         def read_events(t: int, to_block: int) -> None:
