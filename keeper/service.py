@@ -200,8 +200,10 @@ class Keeper:
             log.warning("reorg of depth %d at block %d: re-reading nonces", upd.reorg_depth, upd.head.number)
             await self.executor.start()  # dropped transactions: the chain's nonce is the truth again
         changed = self._wanted(upd)
-        market, raws = await self.adapter.read(self.rpc, changed)
+        # the fee history rides along: a tick that liquidates then needs no round trip for fees
+        market, raws, (history,) = await self.adapter.read(self.rpc, changed, [self.executor.fee_request()])
         head = market.block
+        self.executor.prime_fees(head, history)
         events += await self.executor.on_block(head)
         self._apply_accounts(changed, raws, market)
         repriced = await self._sync_globals(upd, market)
@@ -224,10 +226,8 @@ class Keeper:
         previews: list[Preview] = []
         send_ms = None
         if cands and gate is None:
-            previews, fees = await asyncio.gather(
-                self.adapter.previews(self.rpc, [self.book.accounts[c.row] for c in cands]),
-                self.executor.fees(),
-            )
+            previews = await self.adapter.previews(self.rpc, [self.book.accounts[c.row] for c in cands])
+            fees = await self.executor.fees(head)
             reqs = self._requests(previews, fees.max_fee, market, head, events)
             if reqs:
                 events += await self.executor.submit(reqs, head)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from keeper.chain.deployment import Deployment
-from keeper.chain.rpc import RpcClient
+from keeper.chain.rpc import Call, RpcClient
 from keeper.engine.margin import Portfolio
 from keeper.engine.params import RiskParams
 from keeper.errors import ConfigError
@@ -80,8 +80,11 @@ class ProtocolAdapter(Protocol):
 
     async def account_states(self, rpc: RpcClient, accounts: Sequence[str]) -> list[RawAccount]: ...
 
-    async def read(self, rpc: RpcClient, accounts: Sequence[str]) -> tuple[MarketState, list[RawAccount]]:
-        """`market()` and `account_states(accounts)` at one block, in one round trip where possible."""
+    async def read(
+        self, rpc: RpcClient, accounts: Sequence[str], extra: Sequence[Call] = ()
+    ) -> tuple[MarketState, list[RawAccount], list[Any]]:
+        """`market()`, `account_states(accounts)` and the caller's `extra` JSON-RPC requests (their raw
+        results come back last) at one block, in one round trip where possible."""
         ...
 
     async def previews(self, rpc: RpcClient, accounts: Sequence[str]) -> list[Preview]: ...

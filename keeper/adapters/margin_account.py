@@ -16,7 +16,7 @@ from eth_utils import keccak, to_checksum_address
 
 from keeper.adapters import MarketState, Preview, RawAccount
 from keeper.chain.deployment import Deployment
-from keeper.chain.rpc import RpcClient
+from keeper.chain.rpc import Call, RpcClient
 from keeper.engine.margin import Portfolio, pending_loss_charge
 from keeper.engine.params import OracleConfig, RiskParams
 from keeper.errors import ParamsError
@@ -100,7 +100,7 @@ class MarginAccountAdapter:
         raw = await rpc.eth_call(self._lens, _hex(_SEL[name] + args))
         return bytes.fromhex(raw[2:] if raw.startswith("0x") else raw)
 
-    def _chunk_calls(self, name: str, accounts: Sequence[str]) -> list[tuple[str, list[object]]]:
+    def _chunk_calls(self, name: str, accounts: Sequence[str]) -> list[Call]:
         """One eth_call per `batch` accounts."""
         return [
             (
@@ -146,17 +146,18 @@ class MarginAccountAdapter:
             return []
         return [s for blob in await self._batched(rpc, "accountStates", accounts) for s in self._states(blob)]
 
-    async def read(self, rpc: RpcClient, accounts: Sequence[str]) -> tuple[MarketState, list[RawAccount]]:
-        """`market()` and `account_states(accounts)` in one JSON-RPC batch: one round trip, one block
-        (a node answers a batch's `latest` calls at the same head unless a block lands between them)."""
-        market_call: tuple[str, list[object]] = (
-            "eth_call",
-            [{"to": self._lens, "data": _hex(_SEL["market"])}, "latest"],
-        )
-        blobs = [
-            _bytes(r) for r in await rpc.batch([market_call, *self._chunk_calls("accountStates", accounts)])
-        ]
-        return self._market(blobs[0]), [s for blob in blobs[1:] for s in self._states(blob)]
+    async def read(
+        self, rpc: RpcClient, accounts: Sequence[str], extra: Sequence[Call] = ()
+    ) -> tuple[MarketState, list[RawAccount], list[Any]]:
+        """`market()`, `account_states(accounts)` and the caller's `extra` requests in one JSON-RPC batch:
+        one round trip, one block (a node answers a batch's `latest` calls at the same head unless a block
+        lands between them). Returns the extra requests' raw results last."""
+        market_call: Call = ("eth_call", [{"to": self._lens, "data": _hex(_SEL["market"])}, "latest"])
+        chunks = self._chunk_calls("accountStates", accounts)
+        replies = await rpc.batch([market_call, *chunks, *extra])
+        blobs = [_bytes(r) for r in replies[: 1 + len(chunks)]]
+        states = [s for blob in blobs[1:] for s in self._states(blob)]
+        return self._market(blobs[0]), states, list(replies[1 + len(chunks) :])
 
     async def previews(self, rpc: RpcClient, accounts: Sequence[str]) -> list[Preview]:
         if not accounts:

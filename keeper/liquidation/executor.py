@@ -50,7 +50,7 @@ from eth_utils import keccak
 
 from keeper.chain.rpc import RpcClient
 from keeper.errors import ExecutionReverted, MarginError, RpcError, SignerError
-from keeper.liquidation.fees import Fees, FeeSettings, bump_fees, suggest_fees
+from keeper.liquidation.fees import Fees, FeeSettings, bump_fees, fees_from_history, suggest_fees
 from keeper.liquidation.journal import Journal, TxRecord
 from keeper.liquidation.signer import Signer
 
@@ -253,6 +253,19 @@ class Executor:
         fees = await suggest_fees(self.rpc, self.fee_settings)
         if key is not None:
             self._fee_cache = (key, fees)
+        return fees
+
+    def fee_request(self) -> tuple[str, list[Any]]:
+        """The `eth_feeHistory` request `fees()` makes, for a caller that batches it with its own reads."""
+        cfg = self.fee_settings
+        return ("eth_feeHistory", [hex(cfg.fee_history_blocks), "latest", [cfg.reward_percentile]])
+
+    def prime_fees(self, block: int, history: Any) -> Fees:
+        """Cache the fees of `block` from an `eth_feeHistory` reply fetched by the caller."""
+        if not isinstance(history, dict):
+            raise RpcError(f"eth_feeHistory: malformed reply {history!r:.300}")
+        fees = fees_from_history(history, self.fee_settings)
+        self._fee_cache = (block, fees)
         return fees
 
     def _note_block(self, block: int) -> None:
