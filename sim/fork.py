@@ -1,8 +1,8 @@
 """Forked-chain fixtures for protocol developers' own tests (a pytest plugin), and forks for the simulator.
 
 In a test suite, enable the plugin (in the root `conftest.py`: `pytest_plugins = ["sim.fork"]`) and ask
-for the `margin_fork` fixture: a fresh anvil forked from a base chain that has the protocol deployed (the base is
-started once per session), with helpers to set a price, warp time, open a portfolio and run the production
+for the `margin_fork` fixture: a fresh anvil forked from a base chain that has the protocol deployed (the
+base is started once per session), with helpers to set a price, warp time, open a portfolio and run the production
 keeper's tick:
 
     def test_my_liquidation(margin_fork):
