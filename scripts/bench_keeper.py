@@ -83,7 +83,7 @@ async def bench(stack: st.ChainStack, tmp: Path, rounds: int) -> dict[str, objec
         calls.append(r.rpc_round_trips)
         sends = sum(e.stage == "sent" for e in r.events)
         sent += sends
-        reads.append(r.rpc_round_trips - (2 if sends else 0))  # the batched gas estimates and the batched send
+        reads.append(r.rpc_round_trips - (2 if sends else 0))  # the batched estimates and sends
         changed.append(r.changed_accounts)
         if r.send_ms is not None:
             send.append(r.send_ms)
