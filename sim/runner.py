@@ -39,9 +39,10 @@ check after each), why keepers held back (gated ticks, skipped liquidations by r
 reverted keeper transactions (up to MAX_TRACED traced; `NotLiquidatable` is a lost race).
 
 Gas budgets: a keeper whose ETH spent on gas reaches `keepers.gas_budget_eth` stops for the rest of the
-run. Not modelled: funding payments, trader behaviour beyond the opening trades. Headline numbers are path
-0's; Monte Carlo paths, parameter variants (`sweep.variants`) and sweep points are separate chain runs from
-the same price paths and seed.
+run. Traders: with `traders.topup_below_health` set, books under it answer margin calls with fresh cash (in
+the price block, before the keepers' pass). Not modelled: funding payments, trades after the opening ones.
+Headline numbers are path 0's; Monte Carlo paths, parameter variants (`sweep.variants`) and sweep points
+are separate chain runs from the same price paths and seed.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import os
 import re
 import signal
@@ -203,6 +205,13 @@ class _Books:
     equity: np.ndarray
     maintenance: np.ndarray
     gross: np.ndarray
+
+
+@dataclass
+class _TopUps:
+    count: int = 0
+    books: set[str] = field(default_factory=set)
+    usd: float = 0.0
 
 
 @dataclass
@@ -613,6 +622,39 @@ class ChainRun:
             head += 1
             return head
 
+        traders = sc.traders
+        onchain = np.array([p / WAD for p in reader.read().price], dtype=np.float64)
+        trader_rng = np.random.default_rng([self.seed or 0, self.path, 0x54524144])
+        topped = _TopUps()
+        if traders.topup_below_health is not None:
+            st.fund_keeper(stack, stack.admin, 0.0)  # gas only; the cash is minted below
+            stack.transact(stack.quote, "mint", stack.admin, 10**30)
+            stack.transact(stack.quote, "approve", stack.margin.address, 2**256 - 1)
+
+        def topups(t: int) -> list[tuple[str, float]]:
+            """`traders`: books under `topup_below_health` at this step's on-chain prices add, with
+            probability `topup_probability`, the cash that restores `topup_to_health` (in the price block,
+            so before the keepers' pass). The book is the first keeper's view after its last tick."""
+            below = traders.topup_below_health
+            kp = keepers[0]
+            if below is None or kp.state.fparams is None or len(kp.book) == 0:
+                return []
+            m = book_margin(kp.book.float_book(), onchain, kp.state.fparams)
+            out = []
+            for row, addr in enumerate(kp.book.accounts):
+                if addr.lower() not in pop_index or m.maintenance[row] <= 0:
+                    continue
+                if m.equity[row] >= below * m.maintenance[row]:
+                    continue
+                if trader_rng.random() >= traders.topup_probability:
+                    continue
+                usd = math.ceil((traders.topup_to_health * m.maintenance[row] - m.equity[row]) * 100) / 100
+                out.append((addr, usd))
+                topped.count += 1
+                topped.books.add(addr.lower())
+                topped.usd += usd
+            return out
+
         def push_prices(t: int) -> int:
             txs, labels = [], []
             nonce = stack.nonce(stack.admin)
@@ -624,6 +666,14 @@ class ChainRun:
                     nonce += 1
                     txs.append(tx)
                     labels.append(f"step {t} setPrice {sc.symbols[i]}")
+                    onchain[i] = float(self.value[t, i])
+            for account, usd in topups(t) if t > 0 else ():
+                data = stack.margin.encode_abi("depositCash", args=[account, int(usd * 1e6)])
+                tx = stack.tx(stack.margin.address, data, gas=st.GAS["depositCash"])
+                tx["nonce"] = hex(nonce)
+                nonce += 1
+                txs.append(tx)
+                labels.append(f"step {t} top-up {account}")
             hashes = rpc.batch([("eth_sendTransaction", [x]) for x in txs], labels) if txs else []
             b = mine_at(t0_chain + t * step_s)
             if hashes:
@@ -712,6 +762,12 @@ class ChainRun:
                 unwind({k for k, tally in enumerate(tallies) if tally.succeeded > before[k]})
             if self.progress is not None:
                 self.progress(self.variant, t, T - 1)
+
+        if traders.topup_below_health is not None:
+            self.notes.append(
+                f"traders answered margin calls {topped.count} times ({len(topped.books)} books, "
+                f"${topped.usd:,.0f} of cash added)"
+            )
 
         # ---- end of run: exact margins, gas, records
         if unwinds:

@@ -372,6 +372,24 @@ class Cohort(_Model):
 # -------------------------------------------------------------------------------- keepers, oracle
 
 
+class Traders(_Model):
+    """What books do between keeper passes, besides their opening trades: a book under
+    `topup_below_health` answers the margin call with probability `topup_probability` per step, adding the
+    cash that brings it back to `topup_to_health` (E / MM). Off unless `topup_below_health` is set."""
+
+    topup_below_health: float | None = Field(None, gt=1.0, le=10.0)
+    topup_probability: float = Field(0.5, ge=0.0, le=1.0)
+    topup_to_health: float = Field(1.5, gt=1.0, le=20.0)
+
+    @model_validator(mode="after")
+    def _restores_above_the_call(self) -> Traders:
+        if self.topup_below_health is not None and self.topup_to_health <= self.topup_below_health:
+            raise ValueError(
+                f"topup_to_health {self.topup_to_health} must exceed topup_below_health {self.topup_below_health}"
+            )
+        return self
+
+
 class Keepers(_Model):
     enabled: bool = True
     count: int = Field(1, ge=0, le=64)
@@ -575,6 +593,7 @@ class Scenario(_Model):
     market: Synthetic | Historical = Field(discriminator="kind")
     population: list[Cohort] = Field(default_factory=list)
     keepers: Keepers = Field(default_factory=Keepers)
+    traders: Traders = Field(default_factory=Traders)
     oracle: OracleModel = Field(default_factory=OracleModel)
     risk: RiskSpec = Field(default_factory=RiskSpec)
     bad_debt_limit_usd: float | None = Field(None, ge=0)

@@ -136,6 +136,28 @@ def test_same_seed_same_report_also_in_parallel(cli_run: tuple[Path, Path], tmp_
     assert a == b
 
 
+def test_traders_answering_margin_calls_avert_liquidations(
+    cli_run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """`traders`: books under health 1.5 add cash back to 3.0 before the keepers' pass; the same crash then
+    liquidates fewer of them than in the run without traders (the module's CLI run, same seed)."""
+    _, out = cli_run
+    scenario = tmp_path / "traders.yaml"
+    scenario.write_text(
+        TINY.format(steps=12).replace(
+            "keepers: {count: 2, latency_blocks: 0}",
+            "keepers: {count: 2, latency_blocks: 0}\n"
+            "traders: {topup_below_health: 1.5, topup_probability: 1.0, topup_to_health: 3.0}",
+        ),
+        encoding="utf-8",
+    )
+    write_report(run_scenario(load_scenario(scenario), seed=5, variants=False), tmp_path)
+    with_traders = json.loads((tmp_path / "report.json").read_text())
+    without = json.loads((out / "report.json").read_text())
+    assert with_traders["liquidations"]["count"] < without["liquidations"]["count"]
+    assert "traders answered margin calls" in (tmp_path / "report.md").read_text()
+
+
 def test_report_command_renders_again(cli_run: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
     _, out = cli_run
     before = (out / "report.md").read_text()

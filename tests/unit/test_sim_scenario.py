@@ -224,6 +224,9 @@ def test_model_rules() -> None:
     msg = errors_of(g)
     assert "sweep.grid.gamma: 3.0:" in msg and "sweep.variants[0].name: 'base'" in msg
     assert "expected a mapping" in errors_of([1, 2])
+    h = base_data(traders={"topup_below_health": 1.5, "topup_to_health": 1.2})
+    assert "traders: " in errors_of(h) and "must exceed topup_below_health" in errors_of(h)
+    assert "traders.topup_probability" in errors_of(base_data(traders={"topup_probability": 2}))
 
 
 def test_sweep_points_are_a_product() -> None:
