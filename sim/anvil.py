@@ -9,6 +9,7 @@ interrupted run leaves no chain behind.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import shutil
@@ -43,7 +44,8 @@ class AnvilError(MarginError):
 def _kill_all() -> None:
     for proc in list(_LIVE):
         if proc.poll() is None:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=5)
     _LIVE.clear()
 
@@ -117,8 +119,17 @@ class Anvil:
         out: Any = subprocess.DEVNULL
         if self.log_path is not None:
             out = open(self.log_path, "ab")  # noqa: SIM115 (the child owns it for its lifetime)
+        # A lifeline: anvil runs under a small sh that also watches a pipe from this process; when this
+        # process ends in any way (SIGKILL and a test runner's timeout included, where atexit never runs),
+        # the pipe closes and the watcher kills anvil. `sh` exits with anvil's own status.
+        # (an asynchronous list's stdin is /dev/null in sh: the pipe goes to the watcher as fd 3)
+        script = 'exec 3<&0; "$@" & pid=$!; (read _ <&3; kill "$pid" 2>/dev/null) & exec 3<&-; wait "$pid"'
         self.proc = subprocess.Popen(
-            self.command(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            ["/bin/sh", "-c", script, "anvil", *self.command()],
+            stdin=subprocess.PIPE,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         _LIVE.add(self.proc)
         deadline = time.monotonic() + timeout
@@ -149,6 +160,8 @@ class Anvil:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=5)
         _LIVE.discard(self.proc)
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
         self.proc = None
 
     def kill(self) -> None:
@@ -159,6 +172,8 @@ class Anvil:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=5)
         _LIVE.discard(self.proc)
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
         self.proc = None
 
     def __enter__(self) -> Anvil:
