@@ -385,7 +385,8 @@ class Traders(_Model):
     def _restores_above_the_call(self) -> Traders:
         if self.topup_below_health is not None and self.topup_to_health <= self.topup_below_health:
             raise ValueError(
-                f"topup_to_health {self.topup_to_health} must exceed topup_below_health {self.topup_below_health}"
+                f"topup_to_health {self.topup_to_health} must exceed "
+                f"topup_below_health {self.topup_below_health}"
             )
         return self
 

@@ -36,6 +36,7 @@ from eth_typing import ChecksumAddress
 from eth_utils import function_abi_to_4byte_selector, keccak, to_checksum_address
 from web3 import HTTPProvider, Web3
 
+from keeper.adapters import RawAccount
 from keeper.adapters.margin_account import params_from_abi
 from keeper.chain.deployment import AssetEntry, Deployment
 from keeper.engine import margin as mirror
@@ -280,21 +281,7 @@ class AccountSpec:
     perps: tuple[float, ...] = ()
 
 
-@dataclass(frozen=True)
-class AccountState:
-    """`MarginAccount.accountState` (all WAD)."""
-
-    cash: int
-    loss_snapshot: int
-    collateral: tuple[int, ...]
-    size: tuple[int, ...]
-    cost_basis: tuple[int, ...]
-    funding_snapshot: tuple[int, ...]
-
-    @staticmethod
-    def of(raw: Sequence[Any]) -> AccountState:
-        c, snap, col, size, cost, fund = raw
-        return AccountState(int(c), int(snap), tuple(col), tuple(size), tuple(cost), tuple(fund))
+AccountState = RawAccount  # `MarginAccount.accountState` (all WAD), as the keeper's adapter reads it
 
 
 def _units(x: float, decimals: int) -> int:
@@ -505,14 +492,14 @@ class ChainStack:
         return mirror.Margin(*[int(x) for x in self.margin.functions.marginOf(address).call()])
 
     def account_state(self, address: str) -> AccountState:
-        return AccountState.of(self.margin.functions.accountState(address).call())
+        return RawAccount.of(self.margin.functions.accountState(address).call())
 
     def account_states(self, addresses: Sequence[str], chunk: int = 1000) -> list[AccountState]:
         """Many accounts through `MarginLens.accountStates` (chunked under the call gas cap)."""
         out: list[AccountState] = []
         for i in range(0, len(addresses), chunk):
             part = [to_checksum_address(a) for a in addresses[i : i + chunk]]
-            out += [AccountState.of(s) for s in self.lens.functions.accountStates(part).call()]
+            out += [RawAccount.of(s) for s in self.lens.functions.accountStates(part).call()]
         return out
 
     def margins(self, addresses: Sequence[str], chunk: int = 1000) -> list[mirror.Margin | None]:

@@ -45,6 +45,12 @@ class RawAccount:
     cost_basis: tuple[int, ...]
     funding_snapshot: tuple[int, ...]
 
+    @staticmethod
+    def of(raw: Sequence[Any]) -> RawAccount:
+        """From a decoded `AccountState` (cash, lossSnapshot, collateral, size, costBasis, funding)."""
+        c, snap, col, size, cost, fund = raw
+        return RawAccount(int(c), int(snap), tuple(col), tuple(size), tuple(cost), tuple(fund))
+
     @property
     def empty(self) -> bool:
         return self.cash == 0 and not any(self.collateral) and not any(self.size) and not any(self.cost_basis)

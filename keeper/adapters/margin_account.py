@@ -133,10 +133,7 @@ class MarginAccountAdapter:
     @staticmethod
     def _states(blob: bytes) -> list[RawAccount]:
         (states,) = decode([ACCOUNT_STATE + "[]"], blob)
-        return [
-            RawAccount(int(s[0]), int(s[1]), tuple(s[2]), tuple(s[3]), tuple(s[4]), tuple(s[5]))
-            for s in states
-        ]
+        return [RawAccount.of(s) for s in states]
 
     async def market(self, rpc: RpcClient) -> MarketState:
         return self._market(await self._call(rpc, "market"))
