@@ -201,10 +201,14 @@ class Keeper:
             await self.executor.start()  # dropped transactions: the chain's nonce is the truth again
         changed = self._wanted(upd)
         # the fee history rides along: a tick that liquidates then needs no round trip for fees
-        market, raws, (history,) = await self.adapter.read(self.rpc, changed, [self.executor.fee_request()])
+        # the fee history and the receipt poll ride along: one round trip for every read of the block
+        polls = self.executor.poll_requests()
+        market, raws, extra = await self.adapter.read(
+            self.rpc, changed, [self.executor.fee_request(), *polls]
+        )
         head = market.block
-        self.executor.prime_fees(head, history)
-        events += await self.executor.on_block(head)
+        self.executor.prime_fees(head, extra[0])
+        events += await self.executor.on_block(head, extra[1:])
         self._apply_accounts(changed, raws, market)
         repriced = await self._sync_globals(upd, market)
         stale = self._stale_assets(market)

@@ -148,10 +148,13 @@ class MarginAccountAdapter:
     ) -> tuple[MarketState, list[RawAccount], list[Any]]:
         """`market()`, `account_states(accounts)` and the caller's `extra` requests in one JSON-RPC batch:
         one round trip, one block (a node answers a batch's `latest` calls at the same head unless a block
-        lands between them). Returns the extra requests' raw results last."""
+        lands between them). The extra requests' results come last, an `RpcError` in place of a failed one."""
         market_call: Call = ("eth_call", [{"to": self._lens, "data": _hex(_SEL["market"])}, "latest"])
         chunks = self._chunk_calls("accountStates", accounts)
-        replies = await rpc.batch([market_call, *chunks, *extra])
+        replies = await rpc.batch([market_call, *chunks, *extra], return_errors=True)
+        for r in replies[: 1 + len(chunks)]:
+            if isinstance(r, BaseException):
+                raise r
         blobs = [_bytes(r) for r in replies[: 1 + len(chunks)]]
         states = [s for blob in blobs[1:] for s in self._states(blob)]
         return self._market(blobs[0]), states, list(replies[1 + len(chunks) :])

@@ -180,6 +180,7 @@ class Executor:
         self._next_nonce: int | None = None
         self._chain_nonce: int | None = None  # the sender's mined nonce, last seen
         self._fee_cache: tuple[int, Fees] | None = None
+        self._polled: list[tuple[str, Sequence[Any]]] = []  # the last poll_requests(), for on_block(replies)
         self._block: int | None = None
         self._lock = asyncio.Lock()
         self._started = False
@@ -260,10 +261,12 @@ class Executor:
         cfg = self.fee_settings
         return ("eth_feeHistory", [hex(cfg.fee_history_blocks), "latest", [cfg.reward_percentile]])
 
-    def prime_fees(self, block: int, history: Any) -> Fees:
-        """Cache the fees of `block` from an `eth_feeHistory` reply fetched by the caller."""
+    def prime_fees(self, block: int, history: Any) -> Fees | None:
+        """Cache the fees of `block` from an `eth_feeHistory` reply fetched by the caller; a failed or
+        malformed reply caches nothing (`fees()` then asks the node itself)."""
         if not isinstance(history, dict):
-            raise RpcError(f"eth_feeHistory: malformed reply {history!r:.300}")
+            log.warning("executor: eth_feeHistory reply unusable: %.200r", history)
+            return None
         fees = fees_from_history(history, self.fee_settings)
         self._fee_cache = (block, fees)
         return fees
@@ -714,8 +717,10 @@ class Executor:
         await self._send(out, block)
 
     # ------------------------------------------------------------------ on_block
-    async def on_block(self, block: int) -> list[TxEvent]:
-        """Follow the transactions in flight: receipts, replacements, re-broadcasts, drops."""
+    async def on_block(self, block: int, replies: Sequence[Any] | None = None) -> list[TxEvent]:
+        """Follow the transactions in flight: receipts, replacements, re-broadcasts, drops. `replies` are
+        the results of `poll_requests()` when the caller batched them with its own reads (errors in
+        place); they are used only if nothing went in flight since, else the poll is made here."""
         async with self._lock:
             if not self._started:
                 await self._start()
@@ -724,21 +729,36 @@ class Executor:
                 del self._cooldown[key]
             if not self._groups or self.signer is None:
                 return []
-            return await self._on_block(block)
+            return await self._on_block(block, replies)
 
-    async def _on_block(self, block: int) -> list[TxEvent]:
+    def poll_requests(self) -> list[tuple[str, Sequence[Any]]]:
+        """The JSON-RPC requests `on_block` polls with (none when nothing is in flight)."""
+        if not self._started or not self._groups or self.signer is None:
+            return []
+        self._polled = self._poll_calls([self._groups[n] for n in sorted(self._groups)])
+        return list(self._polled)
+
+    def _poll_calls(self, groups: Sequence[_Group]) -> list[tuple[str, Sequence[Any]]]:
         assert self.signer is not None
-        groups = [self._groups[n] for n in sorted(self._groups)]
         calls: list[tuple[str, Sequence[Any]]] = []
         for g in groups:
             calls += [("eth_getTransactionReceipt", [rec.tx_hash]) for rec in g.attempts]
         calls.append(("eth_getTransactionCount", [self.signer.address, "latest"]))
         calls += [("eth_getTransactionByHash", [g.latest.tx_hash]) for g in groups]
-        try:
-            replies = await self.rpc.batch(calls, return_errors=True)
-        except RpcError as exc:
-            log.warning("executor: receipt poll failed: %s", exc)
-            return []
+        return calls
+
+    async def _on_block(self, block: int, given: Sequence[Any] | None = None) -> list[TxEvent]:
+        assert self.signer is not None
+        groups = [self._groups[n] for n in sorted(self._groups)]
+        calls = self._poll_calls(groups)
+        if given is not None and calls == self._polled and len(given) == len(calls):
+            replies = list(given)
+        else:
+            try:
+                replies = await self.rpc.batch(calls, return_errors=True)
+            except RpcError as exc:
+                log.warning("executor: receipt poll failed: %s", exc)
+                return []
         pos = 0
         receipts: list[list[Any]] = []
         for g in groups:
