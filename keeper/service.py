@@ -16,7 +16,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,9 +30,10 @@ from keeper.chain.rpc import RpcClient
 from keeper.chain.store import Store
 from keeper.config import KeeperSettings
 from keeper.engine.fixedpoint import WAD
+from keeper.engine.margin import margin, max_fraction, penalty_for
 from keeper.engine.netting import FloatParams, wads_to_array
 from keeper.engine.params import RiskParams
-from keeper.engine.screen import Screen, screen
+from keeper.engine.screen import Screen, WitnessKind, screen
 from keeper.errors import MarginError, RpcError, StaleStateError
 from keeper.liquidation.executor import Executor, LiquidationRequest, TxEvent
 from keeper.liquidation.journal import Journal
@@ -230,9 +231,18 @@ class Keeper:
         previews: list[Preview] = []
         send_ms = None
         if cands and gate is None:
-            previews = await self.adapter.previews(self.rpc, [self.book.accounts[c.row] for c in cands])
+            # the gas estimate of the call the integer mirror predicts rides with the previews; it is used
+            # where the chain's preview asks for exactly that call (parity makes that the rule)
+            predicted = [self._predicted_call(c, prices_wad) for c in cands]
+            previews, estimates = await self.adapter.previews(
+                self.rpc,
+                [self.book.accounts[c.row] for c in cands],
+                [self.executor.estimate_request(to, data) for to, data in predicted],
+            )
             fees = await self.executor.fees(head)
-            reqs = self._requests(previews, fees.max_fee, market, head, events)
+            reqs = self._requests(
+                previews, fees.max_fee, market, head, events, dict(zip(predicted, estimates, strict=True))
+            )
             if reqs:
                 events += await self.executor.submit(reqs, head)
                 send_ms = (time.perf_counter() - t0) * 1e3
@@ -350,8 +360,33 @@ class Keeper:
                 return price / WAD
         return self.settings.eth_usd
 
+    def _predicted_call(self, c: Candidate, prices: Sequence[int]) -> tuple[str, str]:
+        """The liquidation call the lens will ask for, from the integer mirror: the largest fraction and
+        the witness the lens picks (the component equal to MM: VaR, then the worst scenario, then floor)."""
+        assert self.state.params is not None
+        rp = self.state.params
+        m = margin(self.book.portfolios[c.row], prices, rp)
+        if m.maintenance == m.value_at_risk:
+            kind, scenario = WitnessKind.VAR, 0
+        elif m.maintenance == m.stress:
+            kind, scenario = WitnessKind.SCENARIO, m.worst_scenario
+        else:
+            kind, scenario = WitnessKind.FLOOR, 0
+        f, _ = max_fraction(m.equity, m.maintenance, rp)
+        guess = Preview(
+            self.book.accounts[c.row], True, True, int(kind), scenario, m.equity, m.maintenance,
+            m.maintenance, f, penalty_for(f, m.maintenance, rp),
+        )  # fmt: skip
+        return self.adapter.liquidation_call(guess)
+
     def _requests(
-        self, previews: Sequence[Preview], max_fee: int, market: MarketState, head: int, events: list[TxEvent]
+        self,
+        previews: Sequence[Preview],
+        max_fee: int,
+        market: MarketState,
+        head: int,
+        events: list[TxEvent],
+        estimates: Mapping[tuple[str, str], object] | None = None,
     ) -> list[LiquidationRequest]:
         gas_cost = int(self.settings.liquidation_gas * max_fee * self._eth_usd(market))
         min_profit = int(self.settings.min_profit_usd * WAD)
@@ -379,7 +414,8 @@ class Keeper:
                 self.state.cooldown[p.account] = head + 1
                 continue
             to, data = self.adapter.liquidation_call(p)
-            reqs.append(LiquidationRequest(p.account, to, data, p.max_fraction, p.penalty, None))
+            estimate = (estimates or {}).get((to, data))
+            reqs.append(LiquidationRequest(p.account, to, data, p.max_fraction, p.penalty, None, estimate))
         return reqs
 
     # ------------------------------------------------------------------------------------------ telemetry

@@ -12,7 +12,7 @@ round's tick also reads the accounts those liquidations changed and polls their 
 Written: {"accounts", "changed_accounts", "tick_median_ms", "engine_ms", "rpc_calls_per_tick",
 "block_to_send_ms", ...}; medians over the rounds, `block_to_send_ms` over the rounds that sent.
 `rpc_calls_per_tick` counts HTTP round trips (a JSON-RPC batch is one); `rpc_reads_per_tick` leaves out
-the two round trips of a tick that sends (the batched gas estimates and the batched send).
+the round trip of a tick that sends (the batched send).
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ async def bench(stack: st.ChainStack, tmp: Path, rounds: int) -> dict[str, objec
         calls.append(r.rpc_round_trips)
         sends = sum(e.stage == "sent" for e in r.events)
         sent += sends
-        reads.append(r.rpc_round_trips - (2 if sends else 0))  # the batched estimates and sends
+        reads.append(r.rpc_round_trips - (1 if sends else 0))  # the batched send
         changed.append(r.changed_accounts)
         if r.send_ms is not None:
             send.append(r.send_ms)

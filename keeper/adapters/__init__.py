@@ -93,7 +93,12 @@ class ProtocolAdapter(Protocol):
         results come back last) at one block, in one round trip where possible."""
         ...
 
-    async def previews(self, rpc: RpcClient, accounts: Sequence[str]) -> list[Preview]: ...
+    async def previews(
+        self, rpc: RpcClient, accounts: Sequence[str], extra: Sequence[Call] = ()
+    ) -> tuple[list[Preview], list[Any]]:
+        """The protocol's liquidation previews of `accounts`, and the results of the caller's `extra`
+        JSON-RPC requests sent with them (one round trip where possible)."""
+        ...
 
     async def risk_params(self, rpc: RpcClient) -> RiskParams: ...
 

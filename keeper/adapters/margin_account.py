@@ -159,18 +159,25 @@ class MarginAccountAdapter:
         states = [s for blob in blobs[1:] for s in self._states(blob)]
         return self._market(blobs[0]), states, list(replies[1 + len(chunks) :])
 
-    async def previews(self, rpc: RpcClient, accounts: Sequence[str]) -> list[Preview]:
-        if not accounts:
-            return []
+    async def previews(
+        self, rpc: RpcClient, accounts: Sequence[str], extra: Sequence[Call] = ()
+    ) -> tuple[list[Preview], list[Any]]:
+        """`previewLiquidations` for `accounts` (one eth_call per `batch`) and the caller's `extra` requests
+        in one JSON-RPC batch; the extra results come last, an `RpcError` in place of a failed one."""
+        if not accounts and not extra:
+            return [], []
+        chunks = self._chunk_calls("previewLiquidations", accounts) if accounts else []
+        replies = await rpc.batch([*chunks, *extra], return_errors=True)
         out: list[Preview] = []
-        for blob in await self._batched(rpc, "previewLiquidations", accounts):
-            (items,) = decode([PREVIEW + "[]"], blob)
+        for raw in replies[: len(chunks)]:
+            if isinstance(raw, BaseException):
+                raise raw
+            (items,) = decode([PREVIEW + "[]"], _bytes(raw))
             for p in items:
-                account = accounts[len(out)]
                 m = p[3]
                 out.append(
                     Preview(
-                        account=account,
+                        account=accounts[len(out)],
                         ok=bool(p[0]),
                         liquidatable=bool(p[1]),
                         witness_kind=int(p[2][0]),
@@ -182,7 +189,7 @@ class MarginAccountAdapter:
                         penalty=int(p[6]),
                     )
                 )
-        return out
+        return out, list(replies[len(chunks) :])
 
     async def risk_params(self, rpc: RpcClient) -> RiskParams:
         core, shocks = decode([_PARAMS, "int256[]"], await self._call(rpc, "riskParams"))

@@ -72,6 +72,9 @@ class LiquidationRequest:
     fraction_wad: int
     penalty_wad: int  # expected keeper reward in USD WAD (for the profitability check)
     gas_hint: int | None = None  # expected gas if known (a floor under the node's estimate)
+    # the caller's eth_estimateGas of (to, data) from the signer at this block: hex gas, or the RpcError
+    # it raised; None and the executor estimates (in one batch for all such requests)
+    estimate: object = None
 
 
 @dataclass(frozen=True)
@@ -255,6 +258,13 @@ class Executor:
         if key is not None:
             self._fee_cache = (key, fees)
         return fees
+
+    def estimate_request(self, to: str, data: str) -> tuple[str, list[Any]]:
+        """The `eth_estimateGas` request `submit` makes for a call, for a caller that batches it."""
+        call: dict[str, Any] = {"to": to, "data": data}
+        if self.signer is not None:
+            call["from"] = self.signer.address
+        return ("eth_estimateGas", [call, "latest"])
 
     def fee_request(self) -> tuple[str, list[Any]]:
         """The `eth_feeHistory` request `fees()` makes, for a caller that batches it with its own reads."""
@@ -477,17 +487,12 @@ class Executor:
             reason = f"base fee above cap: base {fees.base_fee} + tip {fees.priority_fee} > cap {cap} wei"
             return events + [self._skip(r, block, reason, fees) for r in todo]
 
-        sender = self.signer.address if self.signer is not None else None
-        calls: list[tuple[str, Sequence[Any]]] = []
-        for req in todo:
-            call: dict[str, Any] = {"to": req.to, "data": req.data}
-            if sender is not None:
-                call["from"] = sender
-            calls.append(("eth_estimateGas", [call, "latest"]))
+        calls = [self.estimate_request(req.to, req.data) for req in todo if req.estimate is None]
         try:
-            estimates = await self.rpc.batch(calls, return_errors=True)
+            fetched = iter(await self.rpc.batch(calls, return_errors=True) if calls else [])
         except RpcError as exc:
             return events + [self._skip(r, block, f"estimate failed: {exc}", fees) for r in todo]
+        estimates = [req.estimate if req.estimate is not None else next(fetched) for req in todo]
 
         price = self._eth_usd()
         ready: list[tuple[LiquidationRequest, int]] = []

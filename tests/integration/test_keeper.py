@@ -162,6 +162,8 @@ def test_price_drop_liquidations_land_in_next_block_with_telemetry(
     received, reports, drop_block, scraped = run(scenario())
     sent, mined = reports
     assert {e.stage for e in sent.events} == {"sent"} and len(sent.events) == 8
+    # head, logs, market + changed accounts + fees, previews + gas estimates, the sends
+    assert sent.rpc_round_trips == 5
     assert {e.stage for e in mined.events} == {"mined"} and len(mined.events) == 8
     liq = victims_once(base, stack)
     assert {blk for _, _, blk in liq} == {drop_block + 1}, "liquidations land in the block after the drop"
@@ -186,9 +188,10 @@ async def _previews(cfg: Any, accounts: tuple[str, ...]) -> list[Any]:
 
     rpc = RpcClient(cfg.rpc_urls)
     try:
-        return await load_adapter("margin_account", Deployment.load(cfg.deployment)).previews(
+        previews, _ = await load_adapter("margin_account", Deployment.load(cfg.deployment)).previews(
             rpc, list(accounts)
         )
+        return previews
     finally:
         await rpc.close()
 
