@@ -49,9 +49,5 @@ class ExecutionReverted(RpcError):
     """An eth_call / eth_estimateGas that reverted; `data` holds the revert bytes (hex) when given."""
 
 
-class StaleStateError(MarginError):
-    """A freshness gate failed (a stale oracle price or a lagging node): the keeper stops liquidating."""
-
-
 class SignerError(MarginError):
     """The signing key could not be loaded (missing keystore, wrong password, malformed key)."""

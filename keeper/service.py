@@ -30,11 +30,10 @@ from keeper.chain.rpc import RpcClient
 from keeper.chain.store import Store
 from keeper.config import KeeperSettings
 from keeper.engine.fixedpoint import WAD
-from keeper.engine.margin import margin, max_fraction, penalty_for
 from keeper.engine.netting import FloatParams, wads_to_array
 from keeper.engine.params import RiskParams
-from keeper.engine.screen import Screen, WitnessKind, screen
-from keeper.errors import MarginError, RpcError, StaleStateError
+from keeper.engine.screen import Screen, screen
+from keeper.errors import MarginError, RpcError
 from keeper.liquidation.executor import Executor, LiquidationRequest, TxEvent
 from keeper.liquidation.journal import Journal
 from keeper.liquidation.selector import BookStats, Candidate, candidates, plan, stats
@@ -61,9 +60,8 @@ class TickReport:
     tick_ms: float
     rpc_round_trips: int
     rpc_requests: int
-    send_ms: (
-        float | None
-    )  # from the start of the tick to the send round trip's return, when something was sent
+    # from the start of the tick to the send round trip's return, when something was sent
+    send_ms: float | None
     stale_assets: tuple[int, ...]
     gated: str | None  # why liquidations were held back this tick (stale price, lagging node, paused)
 
@@ -88,15 +86,13 @@ class Keeper:
         *,
         deployment: Deployment | None = None,
         publisher: Publisher | None = None,
-        rpc: RpcClient | None = None,
-        wall_clock: bool = True,
     ) -> None:
         self.settings = settings
         self.deployment = deployment or Deployment.load(settings.deployment)
         self.adapter: ProtocolAdapter = load_adapter(
             settings.adapter, self.deployment, batch=settings.state_batch
         )
-        self.rpc = rpc or RpcClient(settings.rpc_urls, timeout=settings.rpc_timeout_s)
+        self.rpc = RpcClient(settings.rpc_urls, timeout=settings.rpc_timeout_s)
         self.store = Store.open(settings.store, self.deployment.chain_id, self.adapter.contract)
         self.follower = Follower(
             self.rpc,
@@ -120,7 +116,6 @@ class Keeper:
         self.metrics = KeeperMetrics()
         self.health = HealthState.from_settings(settings.metrics)
         self.metrics_server: MetricsServer | None = None
-        self.wall_clock = wall_clock
         self.state = _State()
         self.publisher: Publisher = publisher or make_publisher(
             settings.mqtt, settings.keeper_id, self.on_control, self._status("online")
@@ -201,7 +196,6 @@ class Keeper:
             log.warning("reorg of depth %d at block %d: re-reading nonces", upd.reorg_depth, upd.head.number)
             await self.executor.start()  # dropped transactions: the chain's nonce is the truth again
         changed = self._wanted(upd)
-        # the fee history rides along: a tick that liquidates then needs no round trip for fees
         # the fee history and the receipt poll ride along: one round trip for every read of the block
         polls = self.executor.poll_requests()
         market, raws, extra = await self.adapter.read(
@@ -233,7 +227,7 @@ class Keeper:
         if cands and gate is None:
             # the gas estimate of the call the integer mirror predicts rides with the previews; it is used
             # where the chain's preview asks for exactly that call (parity makes that the rule)
-            predicted = [self._predicted_call(c, prices_wad) for c in cands]
+            predicted = [self._predicted_call(c) for c in cands]
             previews, estimates = await self.adapter.previews(
                 self.rpc,
                 [self.book.accounts[c.row] for c in cands],
@@ -326,7 +320,7 @@ class Keeper:
         if self.state.paused:
             return "paused by control command"
         max_head_age = self.settings.max_head_age_s
-        if self.wall_clock and max_head_age is not None and time.time() - market.timestamp > max_head_age:
+        if max_head_age is not None and time.time() - market.timestamp > max_head_age:
             return f"node lagging: head block {market.block} is {time.time() - market.timestamp:.0f} s old"
         if stale and len(stale) == len(market.prices):
             return "every oracle price is stale or failing"
@@ -360,23 +354,20 @@ class Keeper:
                 return price / WAD
         return self.settings.eth_usd
 
-    def _predicted_call(self, c: Candidate, prices: Sequence[int]) -> tuple[str, str]:
-        """The liquidation call the lens will ask for, from the integer mirror: the largest fraction and
-        the witness the lens picks (the component equal to MM: VaR, then the worst scenario, then floor)."""
-        assert self.state.params is not None
-        rp = self.state.params
-        m = margin(self.book.portfolios[c.row], prices, rp)
-        if m.maintenance == m.value_at_risk:
-            kind, scenario = WitnessKind.VAR, 0
-        elif m.maintenance == m.stress:
-            kind, scenario = WitnessKind.SCENARIO, m.worst_scenario
-        else:
-            kind, scenario = WitnessKind.FLOOR, 0
-        f, _ = max_fraction(m.equity, m.maintenance, rp)
+    def _predicted_call(self, c: Candidate) -> tuple[str, str]:
+        """The liquidation call the lens's preview will ask for, as the exact path predicts it."""
         guess = Preview(
-            self.book.accounts[c.row], True, True, int(kind), scenario, m.equity, m.maintenance,
-            m.maintenance, f, penalty_for(f, m.maintenance, rp),
-        )  # fmt: skip
+            account=self.book.accounts[c.row],
+            ok=True,
+            liquidatable=True,
+            witness_kind=c.witness_kind,
+            witness_scenario=c.witness_scenario,
+            equity=c.equity,
+            maintenance=c.maintenance,
+            requirement=c.maintenance,
+            max_fraction=c.max_fraction,
+            penalty=c.expected_penalty,
+        )
         return self.adapter.liquidation_call(guess)
 
     def _requests(
@@ -403,12 +394,8 @@ class Keeper:
                             None,
                             p.max_fraction,
                             p.penalty,
-                            None,
-                            None,
-                            None,
-                            None,
-                            head,
-                            d.reason,
+                            block=head,
+                            reason=d.reason,
                         )
                     )
                 self.state.cooldown[p.account] = head + 1
@@ -523,7 +510,7 @@ class Keeper:
                 try:
                     await self.tick()
                     backoff = self.settings.poll_interval_s
-                except (RpcError, StaleStateError) as exc:
+                except RpcError as exc:
                     self.metrics.error(type(exc).__name__)
                     log.error("tick failed, retrying: %s", exc)
                     backoff = min(backoff * 2, 30.0)

@@ -18,19 +18,34 @@ from numpy.typing import NDArray
 
 from keeper.adapters import Preview
 from keeper.engine.fixedpoint import WAD
-from keeper.engine.margin import Portfolio, margin, max_fraction, penalty_for
+from keeper.engine.margin import Margin, Portfolio, margin, max_fraction, penalty_for
 from keeper.engine.params import RiskParams
-from keeper.engine.screen import Screen
+from keeper.engine.screen import Screen, WitnessKind
 
 BoolArray = NDArray[np.bool_]
 
 
 @dataclass(frozen=True)
 class Candidate:
+    """An account liquidatable on the exact path, with the liquidation the lens's preview will ask for."""
+
     row: int
     equity: int  # USD WAD, exact
     maintenance: int  # USD WAD, exact
-    expected_penalty: int  # USD WAD at the largest fraction, MM as the witness (what the lens picks)
+    witness_kind: int  # WitnessKind value
+    witness_scenario: int
+    max_fraction: int  # WAD
+    expected_penalty: int  # USD WAD at `max_fraction`, MM as the witness
+
+
+def lens_witness(m: Margin) -> tuple[WitnessKind, int]:
+    """The witness `MarginLens.previewLiquidation` picks: the component equal to MM (it pays most), VaR
+    first, then the worst scenario, then the floor."""
+    if m.maintenance == m.value_at_risk:
+        return WitnessKind.VAR, 0
+    if m.maintenance == m.stress:
+        return WitnessKind.SCENARIO, m.worst_scenario
+    return WitnessKind.FLOOR, 0
 
 
 @dataclass(frozen=True)
@@ -77,7 +92,12 @@ def candidates(
         if m.equity >= m.maintenance:
             continue
         f, _ = max_fraction(m.equity, m.maintenance, rp)
-        out.append(Candidate(int(row), m.equity, m.maintenance, penalty_for(f, m.maintenance, rp)))
+        kind, scenario = lens_witness(m)
+        out.append(
+            Candidate(
+                int(row), m.equity, m.maintenance, int(kind), scenario, f, penalty_for(f, m.maintenance, rp)
+            )
+        )
     out.sort(key=lambda c: (-c.expected_penalty, c.row))
     return out
 
