@@ -89,6 +89,15 @@ def _ctx(info: ValidationInfo, key: str) -> Any:
     return (info.context or {}).get(key)
 
 
+def _check_returns(v: dict[str, float], info: ValidationInfo, name: str, what: str) -> dict[str, float]:
+    """Per-asset returns (a jump, a regime's move): known symbols, each in (-1, 10]."""
+    _check_symbols(list(v), info, name)
+    for k, r in v.items():
+        if not (math.isfinite(r) and -1.0 < r <= 10.0):
+            raise ValueError(f"{name}.{k}: {what} must be in (-1, 10], got {r}")
+    return v
+
+
 def _check_symbols(names: Sequence[str], info: ValidationInfo, what: str, *, keyed: bool = True) -> None:
     """Every name is a listed asset (`keyed`: names are a mapping's keys, else a list's entries)."""
     symbols = _ctx(info, "symbols")
@@ -185,11 +194,7 @@ class Jump(_Model):
     @field_validator("returns")
     @classmethod
     def _returns(cls, v: dict[str, float], info: ValidationInfo) -> dict[str, float]:
-        _check_symbols(list(v), info, "returns")
-        for k, r in v.items():
-            if not (math.isfinite(r) and -1.0 < r <= 10.0):
-                raise ValueError(f"returns.{k}: a jump return must be in (-1, 10], got {r}")
-        return v
+        return _check_returns(v, info, "returns", "a jump return")
 
 
 class Regime(_Model):
@@ -235,11 +240,7 @@ class Regime(_Model):
     @field_validator("move")
     @classmethod
     def _move(cls, v: dict[str, float], info: ValidationInfo) -> dict[str, float]:
-        _check_symbols(list(v), info, "move")
-        for k, r in v.items():
-            if not (math.isfinite(r) and -1.0 < r <= 10.0):
-                raise ValueError(f"move.{k}: a move must be in (-1, 10], got {r}")
-        return v
+        return _check_returns(v, info, "move", "a move")
 
     @model_validator(mode="after")
     def _one_correlation(self) -> Regime:
