@@ -59,10 +59,10 @@ from keeper.engine.calibration import (
 from keeper.engine.params import MAX_SCENARIOS, RiskParams
 from keeper.errors import ExecutionReverted, ParamsError, PriceDataError
 from keeper.riskfile import (
-    SCALAR_FACTOR,
     StepViolation,
     format_wad,
     parse_wad,
+    scalar_range,
 )
 from keeper.riskfile import clamp_step as _clamp_stepped
 from keeper.riskfile import step_violations as _stepped_violations
@@ -293,10 +293,6 @@ def load_price_csv(
 # -------------------------------------------------------------------------------- one update's step
 
 
-def _scalar_range(old: int) -> tuple[int, int]:
-    return -((-old) // SCALAR_FACTOR), old * SCALAR_FACTOR
-
-
 def step_violations(old: RiskParams, new: RiskParams) -> list[StepViolation]:
     """Every entry `checkStep` refuses in an update from `old` to `new`: keeper/riskfile.py's check plus
     the 2x bound on insurance_share, target_health and dust that the contract also enforces."""
@@ -305,7 +301,7 @@ def step_violations(old: RiskParams, new: RiskParams) -> list[StepViolation]:
         o, v = getattr(old, name), getattr(new, name)
         if o == 0:
             continue
-        low, high = _scalar_range(o)
+        low, high = scalar_range(o)
         if not low <= v <= high:
             out.append(StepViolation(name, o, v, low, high))
     return out
@@ -318,7 +314,7 @@ def clamp_step(old: RiskParams, new: RiskParams) -> RiskParams:
     for name in _EXTRA_SCALARS:
         o = getattr(old, name)
         if o:
-            low, high = _scalar_range(o)
+            low, high = scalar_range(o)
             changes[name] = min(max(getattr(new, name), low), high)
     return replace(out, **changes)
 

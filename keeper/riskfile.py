@@ -446,7 +446,8 @@ class StepViolation:
         )
 
 
-def _scalar_range(old: int) -> tuple[int, int]:
+def scalar_range(old: int) -> tuple[int, int]:
+    """[low, high] of a scalar stepped from `old` (checkStep: at most 2x either way)."""
     return -((-old) // SCALAR_FACTOR), old * SCALAR_FACTOR  # new * 2 >= old and new <= 2 * old
 
 
@@ -488,7 +489,7 @@ def step_violations(old: RiskParams, new: RiskParams) -> list[StepViolation]:
         o, v = getattr(old, name), getattr(new, name)
         if o == 0:
             continue
-        low, high = _scalar_range(o)
+        low, high = scalar_range(o)
         if not low <= v <= high:
             out.append(StepViolation(name, o, v, low, high))
     flats = {kind: _flat(new, kind) for kind in ("weights", "chol", "shocks")}
@@ -507,7 +508,7 @@ def clamp_step(old: RiskParams, new: RiskParams) -> RiskParams:
     for name in STEPPED_SCALARS:
         o, v = getattr(old, name), getattr(new, name)
         if o:
-            low, high = _scalar_range(o)
+            low, high = scalar_range(o)
             changes[name] = min(max(v, low), high)
     flats = {kind: _flat(new, kind) for kind in ("weights", "chol", "shocks")}
     for _label, kind, k, o in _stepped_entries(old, new):

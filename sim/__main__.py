@@ -106,7 +106,7 @@ def rank(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 def cmd_sweep(args: argparse.Namespace) -> int:
     import multiprocessing
 
-    from sim.runner import sweep_point
+    from sim.runner import abandon, sweep_point
 
     scenario = load_scenario(args.scenario)
     points = scenario.sweep.points()
@@ -141,10 +141,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 rows.append(row)
                 print(f"  {row['name']}: ratio {row['capital_ratio']}, bad debt ${row['bad_debt_usd']:,.2f}")
         except BaseException:
-            for f in futures:
-                f.cancel()
-            for proc in list(getattr(pool, "_processes", {}).values()):
-                proc.terminate()
+            abandon(pool, futures)
             raise
     ranked = rank(rows)
     wall = time.perf_counter() - t0

@@ -159,10 +159,7 @@ class Anvil:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=5)
-        _LIVE.discard(self.proc)
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        self.proc = None
+        self._forget()
 
     def kill(self) -> None:
         """SIGKILL at once (a crashed node)."""
@@ -171,6 +168,11 @@ class Anvil:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=5)
+        self._forget()
+
+    def _forget(self) -> None:
+        """The process has exited: unregister it and close its lifeline."""
+        assert self.proc is not None
         _LIVE.discard(self.proc)
         if self.proc.stdin is not None:
             self.proc.stdin.close()

@@ -59,6 +59,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor, Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -947,6 +948,15 @@ def path_job(scenario: Scenario, pset: ParamSet, path: int, seed: int, paths: in
     return _chain_run(scenario, pset, _inputs(scenario, pset, seed, paths), path, seed, None)
 
 
+def abandon(pool: Executor, futures: Sequence[Future[Any]]) -> None:
+    """On an interrupt: cancel what has not started and terminate a process pool's workers (their anvils
+    die with them)."""
+    for fut in futures:
+        fut.cancel()
+    for proc in list(getattr(pool, "_processes", {}).values()):
+        proc.terminate()
+
+
 def run_scenario(
     scenario: Scenario,
     *,
@@ -982,10 +992,7 @@ def run_scenario(
                     if progress is not None:
                         progress("chain runs", done, len(jobs))
             except BaseException:
-                for fut in futures:
-                    fut.cancel()
-                for proc in list(getattr(pool, "_processes", {}).values()):
-                    proc.terminate()
+                abandon(pool, futures)
                 raise
     return build_result(
         runs,
