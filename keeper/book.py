@@ -100,11 +100,9 @@ class Book:
                 self.portfolios[row] = p
             self._write_row(row, p)
 
-    def reprice_globals(
-        self, market: MarketState, adapter: ProtocolAdapter, rows: Iterable[int] | None = None
-    ) -> None:
-        """Re-derive portfolios after a funding or socialised-loss index moved (all rows by default)."""
-        for row in range(len(self.accounts)) if rows is None else rows:
+    def reprice_globals(self, market: MarketState, adapter: ProtocolAdapter) -> None:
+        """Re-derive every portfolio after a funding or socialised-loss index moved."""
+        for row in range(len(self.accounts)):
             p = adapter.portfolio(self.raw[row], market)
             if p != self.portfolios[row]:
                 self.portfolios[row] = p

@@ -334,8 +334,7 @@ class Keeper:
         )
 
     def _excluded(self, stale: Sequence[int], head: int) -> np.ndarray:
-        a = len(self.book)
-        out = self.book.holds(list(stale)) if stale else np.zeros(a, dtype=bool)
+        out = self.book.holds(list(stale))
         busy = self.executor.in_flight()
         for account, until in list(self.state.cooldown.items()):
             if until <= head:

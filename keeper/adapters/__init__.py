@@ -51,9 +51,6 @@ class RawAccount:
         c, snap, col, size, cost, fund = raw
         return RawAccount(int(c), int(snap), tuple(col), tuple(size), tuple(cost), tuple(fund))
 
-    @property
-    def empty(self) -> bool:
-        return self.cash == 0 and not any(self.collateral) and not any(self.size) and not any(self.cost_basis)
 
 
 @dataclass(frozen=True)
