@@ -27,17 +27,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from eth_utils import keccak
 
+from keeper.adapters.margin_account import event_topic
 from keeper.chain.deployment import Deployment
 from sim import stack as st
 from sim.anvil import DEV_KEYS, Anvil
 
 KEEPER_KEY_ENV = "MARGIN_FORK_KEEPER_KEY"
-LIQUIDATED = (
-    "0x"
-    + keccak(text="Liquidated(address,address,uint8,uint256,uint256,uint256,int256,uint256,uint256)").hex()
-)
+LIQUIDATED = event_topic("Liquidated")
 
 
 @dataclass

@@ -70,6 +70,7 @@ import numpy as np
 from eth_abi import decode as abi_decode
 from eth_utils import keccak, to_checksum_address
 
+from keeper.adapters.margin_account import event_topic
 from keeper.config import load_settings
 from keeper.engine.fixedpoint import WAD
 from keeper.engine.netting import FloatParams, book_margin, compare_isolated, wads_to_array
@@ -98,11 +99,8 @@ from sim.paths import PricePaths, price_paths
 from sim.population import Population, build_population
 from sim.scenario import RiskSpec, Scenario, ScenarioError, load_scenario, risk_params
 
-LIQUIDATED_TOPIC = (
-    "0x"
-    + keccak(text="Liquidated(address,address,uint8,uint256,uint256,uint256,int256,uint256,uint256)").hex()
-)
-BAD_DEBT_TOPIC = "0x" + keccak(text="BadDebt(address,uint256,uint256,uint256,uint256)").hex()
+LIQUIDATED_TOPIC = event_topic("Liquidated")
+BAD_DEBT_TOPIC = event_topic("BadDebt")
 WITNESS = ("var", "floor", "scenario")
 KEY_ENV = "SIM_KEEPER_KEY_{}"
 NATIVE = ("WETH", "ETH")

@@ -52,7 +52,6 @@ class RawAccount:
         return RawAccount(int(c), int(snap), tuple(col), tuple(size), tuple(cost), tuple(fund))
 
 
-
 @dataclass(frozen=True)
 class Preview:
     """The protocol's own verdict on one account (an eth_call): the chain is the source of truth."""

@@ -37,6 +37,23 @@ SIGNATURES = {
 }
 
 
+EVENTS = {
+    "CashUpdated": "CashUpdated(address,int256,uint256)",
+    "PositionUpdated": "PositionUpdated(address,uint256,uint256,int256,int256,int256)",
+    "RiskParamsActivated": "RiskParamsActivated(address)",
+    "RiskParamsProposed": "RiskParamsProposed(address,uint256)",
+    "AssetListed": "AssetListed(uint256,address,uint8)",
+    "FundingAccrued": "FundingAccrued(uint256,int256,int256)",
+    "BadDebt": "BadDebt(address,uint256,uint256,uint256,uint256)",
+    "Liquidated": "Liquidated(address,address,uint8,uint256,uint256,uint256,int256,uint256,uint256)",
+}
+
+
+def event_topic(name: str) -> str:
+    """Topic 0 of a `MarginAccount` event (hex), by name."""
+    return "0x" + keccak(text=EVENTS[name]).hex()
+
+
 def selector(signature: str) -> bytes:
     return keccak(text=signature)[:4]
 

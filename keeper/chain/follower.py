@@ -24,33 +24,24 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
 
-from eth_utils import keccak, to_checksum_address
+from eth_utils import to_checksum_address
 
+from keeper.adapters.margin_account import event_topic
 from keeper.chain.logs import get_logs, is_range_refusal
 from keeper.chain.rpc import Call, RpcClient
 from keeper.chain.store import AccountRow, BlockRow, Cursor, Store
 from keeper.errors import MarginError, RpcError
 
-
-def _topic(signature: str) -> str:
-    return "0x" + keccak(text=signature).hex()
-
-
-ACCOUNT_TOPICS = frozenset(
-    {
-        _topic("CashUpdated(address,int256,uint256)"),
-        _topic("PositionUpdated(address,uint256,uint256,int256,int256,int256)"),
-    }
-)
+ACCOUNT_TOPICS = frozenset({event_topic("CashUpdated"), event_topic("PositionUpdated")})
 PARAMS_TOPICS = frozenset(
     {
-        _topic("RiskParamsActivated(address)"),
-        _topic("RiskParamsProposed(address,uint256)"),  # the first proposal takes effect at once
-        _topic("AssetListed(uint256,address,uint8)"),
+        event_topic("RiskParamsActivated"),
+        event_topic("RiskParamsProposed"),  # the first proposal takes effect at once
+        event_topic("AssetListed"),
     }
 )
-FUNDING_TOPIC = _topic("FundingAccrued(uint256,int256,int256)")
-LOSS_TOPIC = _topic("BadDebt(address,uint256,uint256,uint256,uint256)")
+FUNDING_TOPIC = event_topic("FundingAccrued")
+LOSS_TOPIC = event_topic("BadDebt")
 # one OR-filter on topic 0 for everything the follower reads
 FOLLOWED_TOPICS: list[list[str]] = [sorted(ACCOUNT_TOPICS | PARAMS_TOPICS | {FUNDING_TOPIC, LOSS_TOPIC})]
 

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eth_utils import keccak
-
+from keeper.adapters.margin_account import event_topic
 from keeper.config import KeeperSettings, load_settings
 from sim import stack as st
 from sim.anvil import DEV_KEYS, Anvil
@@ -22,10 +21,7 @@ from sim.stack import AccountSpec, ChainStack
 
 KEEPER_KEY_ENV = "KEEPER_TEST_KEY"
 ETH = 0
-LIQUIDATED_TOPIC = (
-    "0x"
-    + keccak(text="Liquidated(address,address,uint8,uint256,uint256,uint256,int256,uint256,uint256)").hex()
-)
+LIQUIDATED_TOPIC = event_topic("Liquidated")
 
 
 @dataclass(frozen=True)

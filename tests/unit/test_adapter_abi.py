@@ -40,3 +40,9 @@ def test_signature_matches_compiled_abi(name: str) -> None:
 )
 def test_return_types_match_compiled_abi(name: str, expected: list[str]) -> None:
     assert [_type(o) for o in _function("MarginLens", name)["outputs"]] == expected
+
+
+@pytest.mark.parametrize("name", sorted(ma.EVENTS))
+def test_event_signature_matches_compiled_abi(name: str) -> None:
+    (ev,) = [e for e in abi("MarginAccount") if e.get("type") == "event" and e["name"] == name]
+    assert f"{name}({','.join(_type(i) for i in ev['inputs'])})" == ma.EVENTS[name]
