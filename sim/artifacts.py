@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -92,10 +93,11 @@ def abi(name: str) -> list[dict[str, Any]]:
     return list(types[name]["abi"])
 
 
-def _type_str(inp: dict[str, Any]) -> str:
+def type_str(inp: Mapping[str, Any]) -> str:
+    """The canonical ABI type of an ABI input/output entry: tuples spelled out, `(a,b)[]`."""
     t = str(inp["type"])
     if t.startswith("tuple"):
-        return "(" + ",".join(_type_str(c) for c in inp["components"]) + ")" + t[len("tuple") :]
+        return "(" + ",".join(type_str(c) for c in inp["components"]) + ")" + t[len("tuple") :]
     return t
 
 
@@ -108,8 +110,17 @@ def _error_table() -> dict[bytes, tuple[str, list[str], list[str]]]:
                 continue
             sel = function_abi_to_4byte_selector(cast(Any, {**e, "type": "function"}))
             inputs = e.get("inputs", [])
-            table[sel] = (e["name"], [_type_str(i) for i in inputs], [i.get("name", "") for i in inputs])
+            table[sel] = (e["name"], [type_str(i) for i in inputs], [i.get("name", "") for i in inputs])
     return table
+
+
+def error_name(selector: str) -> str:
+    """A custom error's name from its 4-byte selector (`0x` + 8 hex digits); the selector when unknown."""
+    try:
+        known = _error_table().get(bytes.fromhex(selector[2:] if selector.startswith("0x") else selector))
+    except ValueError:
+        return selector
+    return known[0] if known is not None else selector
 
 
 def decode_revert(data: str | bytes | None) -> str:

@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import math
 import os
@@ -223,22 +222,6 @@ class _KeeperTally:
 _CUSTOM_ERROR = re.compile(r"custom error (0x[0-9a-fA-F]{8})")
 
 
-@functools.cache
-def _error_names() -> dict[str, str]:
-    out: dict[str, str] = {}
-    for contract in ("MarginAccount", "MarginLens"):
-        for item in artifacts.abi(contract):
-            if item.get("type") == "error":
-                sig = f"{item['name']}({','.join(st._type_str(i) for i in item['inputs'])})"
-                out["0x" + keccak(text=sig).hex()[:8]] = item["name"]
-    return out
-
-
-def error_name(selector: str) -> str:
-    """A custom error's name from its 4-byte selector (the selector itself when unknown)."""
-    return _error_names().get(selector.lower(), selector)
-
-
 def _decode_words(data: str) -> list[int]:
     raw = data[2:] if data.startswith("0x") else data
     return [int(raw[i : i + 64], 16) for i in range(0, len(raw), 64)]
@@ -253,7 +236,7 @@ class MarketReader:
         fn = next(
             f for f in artifacts.abi("MarginLens") if f.get("type") == "function" and f["name"] == "market"
         )
-        self.types = [st._type_str(o) for o in fn["outputs"]]
+        self.types = [artifacts.type_str(o) for o in fn["outputs"]]
 
     def read(self) -> st.Market:
         raw = self.stack.rpc.call("eth_call", [{"to": self.stack.lens.address, "data": self.data}, "latest"])
@@ -596,7 +579,7 @@ class ChainRun:
 
         def held_reason(text: str) -> None:
             """Counted by kind: custom errors by name, numbers (blocks, ages) as N."""
-            text = _CUSTOM_ERROR.sub(lambda m: error_name(m.group(1)), text).split("(")[0].strip()
+            text = _CUSTOM_ERROR.sub(lambda m: artifacts.error_name(m.group(1)), text).split("(")[0].strip()
             why = re.sub(r"\d+", "N", text)
             held[why] = held.get(why, 0) + 1
 

@@ -147,13 +147,6 @@ class Rpc:
 # ---------------------------------------------------------------------------------------------- calldata
 
 
-def _type_str(inp: Mapping[str, Any]) -> str:
-    t = str(inp["type"])
-    if t.startswith("tuple"):
-        return "(" + ",".join(_type_str(c) for c in inp["components"]) + ")" + t[len("tuple") :]
-    return t
-
-
 def _split_tuple(t: str) -> list[str] | None:
     """Component types of a tuple type string "(a,b,(c,d))", or None for another type."""
     if not (t.startswith("(") and t.endswith(")")):
@@ -216,7 +209,7 @@ class Calldata:
         if len(fns) != 1:
             raise StackError(f"function {name!r}: {len(fns)} matches in the ABI")
         self.name = name
-        self.types = [_type_str(i) for i in fns[0]["inputs"]]
+        self.types = [artifacts.type_str(i) for i in fns[0]["inputs"]]
         self.selector = "0x" + function_abi_to_4byte_selector(cast(Any, fns[0])).hex()
         static = [_static_word(t) for t in self.types]
         self._static: list[Any] | None = None if any(x is None for x in static) else static
@@ -237,7 +230,7 @@ def _calldata(contract: str, name: str) -> Calldata:
 def _deploy_data(contract: str, *args: Any) -> str:
     art = artifacts.load(contract)
     ctor = next((f for f in art.abi if f.get("type") == "constructor"), None)
-    types = [_type_str(i) for i in ctor["inputs"]] if ctor else []
+    types = [artifacts.type_str(i) for i in ctor["inputs"]] if ctor else []
     return art.bytecode + abi_encode(types, args).hex()
 
 

@@ -7,14 +7,7 @@ from typing import Any
 import pytest
 
 from keeper.adapters import margin_account as ma
-from sim.artifacts import abi
-
-
-def _type(p: dict[str, Any]) -> str:
-    t = p["type"]
-    if t.startswith("tuple"):
-        return "(" + ",".join(_type(c) for c in p["components"]) + ")" + t[len("tuple") :]
-    return t
+from sim.artifacts import abi, type_str
 
 
 def _function(contract: str, name: str) -> dict[str, Any]:
@@ -26,7 +19,7 @@ def _function(contract: str, name: str) -> dict[str, Any]:
 def test_signature_matches_compiled_abi(name: str) -> None:
     contract = "MarginAccount" if name == "liquidate" else "MarginLens"
     fn = _function(contract, name)
-    assert f"{name}({','.join(_type(i) for i in fn['inputs'])})" == ma.SIGNATURES[name]
+    assert f"{name}({','.join(type_str(i) for i in fn['inputs'])})" == ma.SIGNATURES[name]
 
 
 @pytest.mark.parametrize(
@@ -39,10 +32,10 @@ def test_signature_matches_compiled_abi(name: str) -> None:
     ],
 )
 def test_return_types_match_compiled_abi(name: str, expected: list[str]) -> None:
-    assert [_type(o) for o in _function("MarginLens", name)["outputs"]] == expected
+    assert [type_str(o) for o in _function("MarginLens", name)["outputs"]] == expected
 
 
 @pytest.mark.parametrize("name", sorted(ma.EVENTS))
 def test_event_signature_matches_compiled_abi(name: str) -> None:
     (ev,) = [e for e in abi("MarginAccount") if e.get("type") == "event" and e["name"] == name]
-    assert f"{name}({','.join(_type(i) for i in ev['inputs'])})" == ma.EVENTS[name]
+    assert f"{name}({','.join(type_str(i) for i in ev['inputs'])})" == ma.EVENTS[name]
