@@ -80,6 +80,9 @@ class Anvil:
         log_path: str | Path | None = None,
     ) -> None:
         self.port = port or free_port()
+        # a port we picked may be taken by another process before anvil binds it (free_port can only
+        # find one that is free now): until the node has run once, such a start retries on a new port
+        self._may_move = port is None
         self.args = list(args)
         self.fork_url = fork_url
         self.gas_limit = gas_limit
@@ -113,7 +116,7 @@ class Anvil:
         cmd += [a for a in self.args if a != "--disable-block-gas-limit"]
         return cmd
 
-    def start(self, timeout: float = 20.0) -> Anvil:
+    def start(self, timeout: float = 20.0, *, retries: int = 3) -> Anvil:
         if self.running:
             return self
         out: Any = subprocess.DEVNULL
@@ -135,9 +138,15 @@ class Anvil:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AnvilError(f"anvil exited with code {self.proc.returncode}: {' '.join(self.command())}")
+                code = self.proc.returncode
+                self._forget()
+                if self._may_move and retries > 0:
+                    self.port = free_port()
+                    return self.start(timeout, retries=retries - 1)
+                raise AnvilError(f"anvil exited with code {code}: {' '.join(self.command())}")
             try:
-                self.rpc("eth_chainId")
+                self.rpc("eth_chainId", timeout=1.0)  # short: the port may belong to another server
+                self._may_move = False
                 return self
             except OSError:
                 time.sleep(0.05)
