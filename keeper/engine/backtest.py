@@ -1,45 +1,43 @@
-"""Margin backtest (DESIGN.md section 3): does the maintenance margin cover the losses it is meant to cover?
+"""Margin backtest (docs/risk-model.md): does the maintenance margin cover what it is meant to, at what cost?
 
-Over a (T, n) price history and a set of portfolios, for each start t (every `step` rows after a warm-up):
+Over a (T, n) price history and a set of books, for each start t (every `step` rows after a warm-up):
 
-- the model is calibrated on prices[0..t] only (expanding EWMA covariance of the log returns, scaled to
-  the horizon; stress scenarios from the same prefix, keeper/engine/calibration.py): no look-ahead;
-- MM at t = max(VaR, Stress, Floor) on the exposures at t (or VaR alone with `components="var"`, the part
-  the confidence level speaks to);
+- the model is calibrated on prices[0..t] only, by the same code the parameters come from
+  (keeper/engine/calibration.py `tail_model`: EWMA covariance, anti-procyclicality, FHS tail multipliers
+  and stress scenarios): no look-ahead;
+- MM at t = max(VaR, Stress, Floor) on the exposures at t (or VaR alone with `components="var"`);
 - the realised loss is the negative part of the value change from t to t+h with the units held at t,
   `max(0, -sum_i (b_i + q_i) (P[t+h, i] - P[t, i]))` (funding and fees ignored); a breach is loss > MM.
 
-The breach rate is compared with the target `P(Z > z)` (1 - confidence) by Kupiec's proportion-of-failures
-likelihood-ratio test (chi-square, 1 degree of freedom). Starts are `horizon` rows apart by default so the
-windows do not overlap (Kupiec assumes independent observations).
-
-Three models side by side: `full` (the protocol: the whole portfolio netted), `diagonal` (the same with the
-correlations set to zero), and `isolated` (each collateral balance and each perp position margined alone,
-as its own account: one observation per non-zero position and start, a breach when that position's own
-loss exceeds its own MM). `mean_margin` is the average of total MM / gross notional per portfolio and start
-(for `isolated`, the sum of the positions' MMs): the capital side of the same table.
-
-The margin here is a small vectorised float64 evaluation of DESIGN.md section 2 (no Python loop over
-portfolios or starts); the integer mirror is keeper/engine/margin.py.
+Three models side by side: `full` (the protocol: the whole book netted), `diagonal` (the same with the
+correlations set to zero) and `isolated` (each collateral balance and each perp position margined alone,
+one observation per non-zero position and start; its MM is the sum over the legs). The statistics of
+each book (keeper/engine/coverage.py) are in `BookStats`. Starts are `horizon` rows apart by default, so
+the windows do not overlap (Kupiec and Christoffersen assume independent observations).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
-from keeper.engine.calibration import (
-    RISKMETRICS_LAMBDA,
-    ewma_covariance_path,
-    stress_scenarios,
-    tail_probability,
+from keeper.engine import fhs
+from keeper.engine.calibration import ModelSpec, TailModel, tail_model
+from keeper.engine.coverage import (
+    Christoffersen,
+    EsBacktest,
+    Kupiec,
+    binding_shares,
+    christoffersen,
+    es_backtest,
+    kupiec_pof,
+    peak_to_trough,
 )
-from keeper.engine.params import MAX_SCENARIOS
 from keeper.errors import ParamsError, PriceDataError
 
 FloatArray = NDArray[np.float64]
@@ -47,6 +45,9 @@ IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
 Components = Literal["mm", "var"]
 MODELS = ("full", "isolated", "diagonal")
+DEFAULT_WARMUP = 365  # returns before the first start: a year of windows for the FHS quantile
+
+__all__ = ["BacktestConfig", "BacktestResult", "BookStats", "CoverageRow", "Portfolios", "kupiec_pof"]
 
 
 # --------------------------------------------------------------------------------------- portfolios
@@ -98,11 +99,14 @@ def notional_portfolios(
 
 
 def default_portfolios(assets: Sequence[str], prices: FloatArray, notional: float = 100_000.0) -> Portfolios:
-    """The standard books, each `notional` USD per leg, re-struck at each start: a basis trade (asset 0
-    collateral + asset 0 perp short), a pair (asset 0 perp long, asset 1 perp short) and a directional long
-    (half the notional as asset 0 collateral, half as an asset 1 perp long; all in asset 0 when n = 1)."""
+    """The standard books, `notional` USD per leg, re-struck at each start: a basis trade on asset 0, each
+    pair of assets both ways (perp long one, perp short the other), a long book (half asset 0 collateral,
+    the rest perps long on the others) and the same short (perps only), and with three or more assets a
+    long/short book (long asset 0 against the others)."""
     n = len(assets)
-    names, coll, perp = [], [], []
+    names: list[str] = []
+    coll: list[list[float]] = []
+    perp: list[list[float]] = []
 
     def book(name: str, c: dict[int, float], q: dict[int, float]) -> None:
         names.append(name)
@@ -111,53 +115,20 @@ def default_portfolios(assets: Sequence[str], prices: FloatArray, notional: floa
 
     a0 = assets[0]
     book(f"basis {a0}", {0: notional}, {0: -notional})
-    if n >= 2:
-        a1 = assets[1]
-        book(f"pair {a0}/{a1}", {}, {0: notional, 1: -notional})
-        book(f"long {a0}+{a1}", {0: notional / 2}, {1: notional / 2})
-    else:
+    for i in range(n):
+        for j in range(n):
+            if i != j and (i == 0 or j == 0 or n <= 3):
+                book(f"pair {assets[i]}/{assets[j]}", {}, {i: notional, j: -notional})
+    if n == 1:
         book(f"long {a0}", {0: notional}, {})
-    return notional_portfolios(names, np.array(coll), np.array(perp), prices)
-
-
-# ------------------------------------------------------------------------------------------- Kupiec
-
-
-@dataclass(frozen=True)
-class Kupiec:
-    observations: int
-    breaches: int
-    target: float  # expected breach probability, 1 - confidence
-    lr: float
-    p_value: float
-    reject: bool
-    verdict: str
-
-
-def kupiec_pof(breaches: int, observations: int, target: float, significance: float = 0.05) -> Kupiec:
-    """Kupiec's proportion-of-failures test of `breaches` in `observations` against the rate `target`:
-    LR = -2 ln[(1-p)^(N-x) p^x] + 2 ln[(1-x/N)^(N-x) (x/N)^x], chi-square with 1 dof under H0, so the
-    p-value is P(chi2_1 > LR) = erfc(sqrt(LR / 2))."""
-    N, x, p = int(observations), int(breaches), float(target)
-    if not 0.0 < p < 1.0:
-        raise ParamsError(f"target: a probability in (0, 1), got {p}")
-    if N < 0 or not 0 <= x <= N:
-        raise ParamsError(f"breaches: need 0 <= breaches <= observations, got {x} of {N}")
-    if N == 0:
-        return Kupiec(0, 0, p, 0.0, 1.0, False, "no observations")
-    null = (N - x) * math.log1p(-p) + x * math.log(p)
-    phat = x / N
-    alt = (0.0 if x == N else (N - x) * math.log1p(-phat)) + (0.0 if x == 0 else x * math.log(phat))
-    lr = max(0.0, -2.0 * (null - alt))
-    p_value = math.erfc(math.sqrt(lr / 2.0))
-    reject = p_value < significance
-    if not reject:
-        verdict = "accept"
-    elif phat > p:
-        verdict = "reject: too many breaches"
+        book(f"short {a0}", {}, {0: -notional})
     else:
-        verdict = "reject: too few breaches"
-    return Kupiec(N, x, p, lr, p_value, reject, verdict)
+        rest = notional / (n - 1) / 2
+        book(f"long {'+'.join(assets)}", {0: notional / 2}, {i: rest for i in range(1, n)})
+        book(f"short {'+'.join(assets)}", {}, {i: -notional / n for i in range(n)})
+    if n >= 3:
+        book(f"{a0} vs rest", {}, {0: notional, **{i: -notional / (n - 1) for i in range(1, n)}})
+    return notional_portfolios(names, np.array(coll), np.array(perp), prices)
 
 
 # ------------------------------------------------------------------------------------------- config
@@ -165,76 +136,51 @@ def kupiec_pof(breaches: int, observations: int, target: float, significance: fl
 
 @dataclass(frozen=True)
 class BacktestConfig:
-    horizon: int = 1  # periods (rows of the history)
-    lam: float = RISKMETRICS_LAMBDA
-    z: float = 2.33
+    spec: ModelSpec = field(default_factory=ModelSpec)
     gamma: float = 0.1
     weights: tuple[float, ...] | None = None  # floor weight per asset (0.1 each when None)
     components: Components = "mm"
-    warmup: int | None = None  # returns before the first start; None: EWMA window holding 99% weight
-    step: int | None = None  # rows between starts; None: horizon (non-overlapping windows)
+    warmup: int = DEFAULT_WARMUP  # returns before the first start
+    step: int | None = None  # rows between starts; None: the horizon (non-overlapping windows)
     significance: float = 0.05
 
     @property
+    def horizon(self) -> int:
+        return self.spec.horizon
+
+    @property
     def target(self) -> float:
-        return tail_probability(self.z)
+        return 1.0 - self.spec.confidence
 
     def first_start(self) -> int:
-        """The first start row: `warmup` returns (and at least one stress window) behind it."""
-        warm = self.warmup if self.warmup is not None else math.ceil(math.log(0.01) / math.log(self.lam))
-        return max(int(warm), self.horizon, 2)
+        return max(int(self.warmup), fhs.BURN_IN + self.horizon + 1)
 
     def check(self, n: int) -> None:
-        if self.horizon < 1:
-            raise ParamsError(f"horizon: at least 1 period, got {self.horizon}")
-        if not 0.0 < self.lam < 1.0:
-            raise ParamsError(f"lambda: in (0, 1), got {self.lam}")
-        if not self.z > 0:
-            raise ParamsError(f"z: must be positive, got {self.z}")
         if self.components not in ("mm", "var"):
             raise ParamsError(f"components: 'mm' or 'var', got {self.components!r}")
         if self.weights is not None and len(self.weights) != n:
             raise ParamsError(f"weights: expected {n} entries, got {len(self.weights)}")
         if self.step is not None and self.step < 1:
             raise ParamsError(f"step: at least 1, got {self.step}")
+        if self.warmup < 0:
+            raise ParamsError(f"warmup: at least 0, got {self.warmup}")
 
 
 # ------------------------------------------------------------------------------------- the margin
 
 
-def _margin(
-    e: FloatArray,
-    gross: FloatArray,
-    covs: FloatArray,
-    shocks: FloatArray,
-    cfg: BacktestConfig,
-    w: FloatArray,
-) -> FloatArray:
-    """(K, M) MM of exposures e (K, M, n) [USD], gross notionals (K, M, n), horizon covariances (K, n, n)
-    and stress returns (K, S, n), all starts and books at once."""
-    quad = np.einsum("kmi,kij,kmj->km", e, covs, e)
-    var = cfg.z * np.sqrt(np.maximum(quad, 0.0))
-    if cfg.components == "var":
-        return var
-    pnl = np.einsum("kmi,ksi->kms", e, shocks)
-    stress = np.maximum(0.0, -pnl.min(axis=2, initial=0.0))
-    floor = cfg.gamma * (gross @ w)
-    return np.maximum(np.maximum(var, stress), floor)
-
-
 @dataclass(frozen=True)
 class ModelPath:
-    """Model inputs at each start: horizon covariances (K, n, n) and stress returns (K, 32, n), zero rows
-    padding the unused scenario slots."""
+    """The model at each start (k = t - 1: the last return known at row t)."""
 
     starts: IntArray
-    covs: FloatArray
-    shocks: FloatArray
+    models: tuple[TailModel, ...]
 
 
 def model_path(prices: FloatArray, cfg: BacktestConfig, covariance: FloatArray | None = None) -> ModelPath:
     """Calibrates at every start on the prices up to it. `covariance` (per period), when given, replaces
-    the EWMA estimate at every start (e.g. the true covariance of synthetic paths)."""
+    the EWMA estimate at every start (the true covariance of synthetic paths; with `tail="normal"` and
+    `apc` "none" the VaR is then the exact Gaussian one)."""
     p = np.asarray(prices, dtype=np.float64)
     T, n = p.shape
     step = cfg.step if cfg.step is not None else cfg.horizon
@@ -244,36 +190,56 @@ def model_path(prices: FloatArray, cfg: BacktestConfig, covariance: FloatArray |
             f"prices: {T} rows leave no start after a warm-up of {cfg.first_start()} rows and a horizon of "
             f"{cfg.horizon}"
         )
-    if covariance is None:
-        path = ewma_covariance_path(np.diff(np.log(p), axis=0), cfg.lam)
-        covs = path[starts - 1] * cfg.horizon  # the covariance after return k uses prices[0..k+1]
-    else:
-        c = np.asarray(covariance, dtype=np.float64)
-        if c.shape != (n, n):
-            raise ParamsError(f"covariance: expected shape {(n, n)}, got {c.shape}")
-        covs = np.broadcast_to(c * cfg.horizon, (starts.size, n, n)).copy()
-    shocks = np.zeros((starts.size, MAX_SCENARIOS, n), dtype=np.float64)
-    if cfg.components == "mm":
-        for k, t in enumerate(starts):
-            s, _ = stress_scenarios(p[: t + 1], cfg.horizon)
-            shocks[k, : s.shape[0]] = s
-    return ModelPath(starts, covs, shocks)
+    spec = cfg.spec
+    history = fhs.filter_history(
+        np.diff(np.log(p), axis=0), lam=spec.lam, horizon=spec.horizon, filter=spec.filter
+    )
+    vols = np.sqrt(np.einsum("kii->ki", history.cov))
+    models = []
+    for t in starts:
+        m = tail_model(history, int(t) - 1, spec, ewma_vols=vols)
+        if covariance is not None:
+            c = np.asarray(covariance, dtype=np.float64)
+            if c.shape != (n, n):
+                raise ParamsError(f"covariance: expected shape {(n, n)}, got {c.shape}")
+            sd = np.sqrt(np.diag(c))
+            chol_vols = np.sqrt(spec.horizon) * sd * m.z_assets / m.z
+            m = replace(m, sigma=sd, sigma_eff=sd, corr=c / np.outer(sd, sd), chol_vols=chol_vols)
+        models.append(m)
+    return ModelPath(starts, tuple(models))
 
 
 @dataclass(frozen=True)
 class MarginSeries:
-    """Per start k and portfolio p: MM under each model, realised loss, and per-position (leg) figures
-    of the isolated model; `legs` are (K, P, 2n): collateral of asset i at i, perp of asset i at n + i."""
+    """Per start k and book p: MM under each model, its components, the realised loss, the FHS VaR and ES
+    of the book (for the ES backtest), and the legs of the isolated model (collateral of asset i at i,
+    perp of asset i at n + i)."""
 
     starts: IntArray  # (K,)
     gross: FloatArray  # (K, P)
     loss: FloatArray  # (K, P)
-    held: BoolArray  # (K, P): the portfolio holds something
+    held: BoolArray  # (K, P): the book holds something
     exposed: BoolArray  # (K, P): ... with a non-zero net exposure (a perfect basis trade has none)
     mm: dict[str, FloatArray]  # model -> (K, P); isolated: the sum over legs
+    components: dict[str, FloatArray]  # "var", "stress", "floor" of the full model, (K, P)
+    fhs_var: FloatArray  # (K, P)
+    fhs_es: FloatArray  # (K, P)
+    z: FloatArray  # (K,) the posted multiplier
     leg_mm: FloatArray  # (K, P, 2n)
     leg_loss: FloatArray  # (K, P, 2n)
     leg_active: BoolArray  # (K, P, 2n)
+
+
+def _margins(
+    m: TailModel, e: FloatArray, gross: FloatArray, w: FloatArray, cfg: BacktestConfig
+) -> dict[str, FloatArray]:
+    var = m.var(e)
+    if cfg.components == "var":
+        zero = np.zeros_like(var)
+        return {"var": var, "stress": zero, "floor": zero, "mm": var}
+    stress = m.stress(e)
+    floor = cfg.gamma * (gross @ w)
+    return {"var": var, "stress": stress, "floor": floor, "mm": np.maximum(np.maximum(var, stress), floor)}
 
 
 def margin_series(
@@ -296,32 +262,42 @@ def margin_series(
     b, q = b_all[t0], q_all[t0]  # (K, P, n)
     px, move = p[t0][:, None, :], (p[t1] - p[t0])[:, None, :]
     w = np.asarray(cfg.weights if cfg.weights is not None else [0.1] * n, dtype=np.float64)
-
     e = (b + q) * px
     gross_i = (np.abs(b) + np.abs(q)) * px
-    loss = np.maximum(0.0, -np.sum((b + q) * move, axis=2))
-    diag = path.covs * np.eye(n)[None]
-    mm = {
-        "full": _margin(e, gross_i, path.covs, path.shocks, cfg, w),
-        "diagonal": _margin(e, gross_i, diag, path.shocks, cfg, w),
-    }
-    # isolated: 2n one-asset legs per portfolio, margined with the same function
     K, P = e.shape[:2]
-    eye = np.eye(n)
     leg_units = np.concatenate([b, q], axis=2)  # (K, P, 2n)
     leg_asset = np.concatenate([np.arange(n), np.arange(n)])
-    leg_e = leg_units[..., None] * px[:, :, leg_asset][..., None] * eye[leg_asset][None, None]  # (K,P,2n,n)
-    leg_e = leg_e.reshape(K, P * 2 * n, n)
-    leg_mm = _margin(leg_e, np.abs(leg_e), path.covs, path.shocks, cfg, w).reshape(K, P, 2 * n)
+    eye = np.eye(n)
+    out = {name: np.zeros((K, P)) for name in ("full", "diagonal", "var", "stress", "floor", "fvar", "fes")}
+    leg_mm = np.zeros((K, P, 2 * n))
+    conf = cfg.spec.confidence
+    for k, m in enumerate(path.models):
+        full = _margins(m, e[k], gross_i[k], w, cfg)
+        diag = replace(m, corr=np.eye(n))
+        out["full"][k] = full["mm"]
+        out["diagonal"][k] = _margins(diag, e[k], gross_i[k], w, cfg)["mm"]
+        for c in ("var", "stress", "floor"):
+            out[c][k] = full[c]
+        losses = -(m.scenarios @ e[k].T)  # (windows, P)
+        out["fvar"][k] = np.maximum(fhs.quantile_loss(losses, conf), 0.0)
+        out["fes"][k] = np.maximum(fhs.expected_shortfall(losses, conf), 0.0)
+        leg_e = (leg_units[k][..., None] * px[k][:, leg_asset][..., None] * eye[leg_asset][None]).reshape(
+            -1, n
+        )
+        leg_mm[k] = _margins(m, leg_e, np.abs(leg_e), w, cfg)["mm"].reshape(P, 2 * n)
+    loss = np.maximum(0.0, -np.sum((b + q) * move, axis=2))
     leg_loss = np.maximum(0.0, -(leg_units * move[:, :, leg_asset]))
-    mm["isolated"] = leg_mm.sum(axis=2)
     return MarginSeries(
         starts=t0,
         gross=gross_i.sum(axis=2),
         loss=loss,
         held=np.any(b != 0, axis=2) | np.any(q != 0, axis=2),
         exposed=np.abs(e).sum(axis=2) > 1e-12 * gross_i.sum(axis=2),
-        mm=mm,
+        mm={"full": out["full"], "diagonal": out["diagonal"], "isolated": leg_mm.sum(axis=2)},
+        components={c: out[c] for c in ("var", "stress", "floor")},
+        fhs_var=out["fvar"],
+        fhs_es=out["fes"],
+        z=np.array([m.z for m in path.models]),
         leg_mm=leg_mm,
         leg_loss=leg_loss,
         leg_active=leg_units != 0,
@@ -352,17 +328,51 @@ class CoverageRow:
         return self.target * self.observations
 
     def as_dict(self) -> dict[str, object]:
-        return {**asdict(self), "rate": self.rate, "expected": self.expected}
+        return {
+            "model": self.model,
+            "portfolio": self.portfolio,
+            "observations": self.observations,
+            "breaches": self.breaches,
+            "target": self.target,
+            "lr": self.lr,
+            "p_value": self.p_value,
+            "verdict": self.verdict,
+            "mean_margin": self.mean_margin,
+            "rate": self.rate,
+            "expected": self.expected,
+        }
+
+
+@dataclass(frozen=True)
+class BookStats:
+    """What a risk committee asks of the full (netted) model on one book."""
+
+    book: str
+    observations: int
+    kupiec: Kupiec
+    christoffersen: Christoffersen
+    es: EsBacktest
+    binding: dict[str, float]  # share of starts each component binds
+    mm_gross: float  # mean MM / gross notional
+    realised_q: float  # the realised loss quantile at the confidence level, USD
+    mm_over_realised: float  # mean MM / realised_q
+    cross_over_isolated: float  # mean over starts of full MM / isolated MM
+    peak_to_trough: dict[int, float]  # per calendar year, max MM / min MM
+
+    @property
+    def worst_year_swing(self) -> float:
+        return max(self.peak_to_trough.values(), default=1.0)
 
 
 @dataclass(frozen=True)
 class BacktestResult:
     config: BacktestConfig
     rows: tuple[CoverageRow, ...]
+    books: tuple[BookStats, ...]
+    series: MarginSeries
     starts: int  # number of start rows
     first_start: int  # row index
     last_start: int
-    extra: dict[str, object] = field(default_factory=dict)
 
     def row(self, model: str, portfolio: str) -> CoverageRow:
         for r in self.rows:
@@ -370,18 +380,61 @@ class BacktestResult:
                 return r
         raise KeyError((model, portfolio))
 
+    def book(self, name: str) -> BookStats:
+        for b in self.books:
+            if b.book == name:
+                return b
+        raise KeyError(name)
+
+
+def _book_stats(
+    s: MarginSeries, p: int, name: str, cfg: BacktestConfig, years: IntArray | None
+) -> BookStats | None:
+    obs = s.exposed[:, p]
+    if not obs.any():
+        return None
+    mm, loss = s.mm["full"][obs, p], s.loss[obs, p]
+    hits = loss > mm
+    target = cfg.target
+    realised = float(np.quantile(loss, cfg.spec.confidence))
+    iso = s.mm["isolated"][obs, p]
+    ratio = np.divide(mm, iso, out=np.ones_like(mm), where=iso > 0)
+    yrs = years[obs] if years is not None else np.zeros(int(obs.sum()), dtype=np.int64)
+    comps = {c: s.components[c][obs, p] for c in ("var", "stress", "floor")}
+    return BookStats(
+        book=name,
+        observations=int(obs.sum()),
+        kupiec=kupiec_pof(int(hits.sum()), int(obs.sum()), target, cfg.significance),
+        christoffersen=christoffersen(hits, target, cfg.significance),
+        es=es_backtest(loss, s.fhs_var[obs, p], s.fhs_es[obs, p], target, cfg.significance),
+        binding=binding_shares(comps) if cfg.components == "mm" else {"var": 1.0},
+        mm_gross=float(np.mean(mm / s.gross[obs, p])),
+        realised_q=realised,
+        mm_over_realised=float(mm.mean() / realised) if realised > 0 else math.inf,
+        cross_over_isolated=float(ratio.mean()),
+        peak_to_trough=peak_to_trough(mm, yrs),
+    )
+
 
 def backtest(
     prices: FloatArray,
     portfolios: Portfolios,
     cfg: BacktestConfig | None = None,
     covariance: FloatArray | None = None,
+    *,
+    timestamps: IntArray | None = None,
 ) -> BacktestResult:
-    """Coverage of each model on each portfolio (module docstring)."""
+    """Coverage of each model on each book, and the full model's statistics (module docstring).
+    `timestamps` (unix seconds per row) give the calendar years of the peak-to-trough figures."""
     cfg = cfg or BacktestConfig()
     s = margin_series(prices, portfolios, cfg, covariance)
+    years = None
+    if timestamps is not None:
+        ts = np.asarray(timestamps, dtype=np.int64)[s.starts]
+        years = (ts // 86_400).astype("datetime64[D]").astype("datetime64[Y]").astype(np.int64) + 1970
     target = cfg.target
     rows: list[CoverageRow] = []
+    stats: list[BookStats] = []
     for p, name in enumerate(portfolios.names):
         held = s.held[:, p]
         for model in MODELS:
@@ -397,4 +450,9 @@ def backtest(
             ratio = np.divide(s.mm[model][:, p], s.gross[:, p], out=np.zeros(held.shape), where=held)
             mean_margin = float(ratio[held].mean()) if held.any() else 0.0
             rows.append(CoverageRow(model, name, obs, hits, target, k.lr, k.p_value, verdict, mean_margin))
-    return BacktestResult(cfg, tuple(rows), int(s.starts.size), int(s.starts[0]), int(s.starts[-1]))
+        b = _book_stats(s, p, name, cfg, years)
+        if b is not None:
+            stats.append(b)
+    return BacktestResult(
+        cfg, tuple(rows), tuple(stats), s, int(s.starts.size), int(s.starts[0]), int(s.starts[-1])
+    )

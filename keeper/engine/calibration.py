@@ -1,11 +1,24 @@
-"""Calibration of the risk parameters from a price history (DESIGN.md section 3). Pure: arrays in, arrays out.
+"""Calibration of the risk parameters from a price history (docs/risk-model.md). Pure: arrays in, arrays out.
 
-Covariance. RiskMetrics EWMA of log returns with zero mean and decay `lam` (0.94 by default), the weights
-normalised over the observations at hand (`sum_k lam^k r_{T-k} r_{T-k}^T / sum_k lam^k`, so a short
-history is not biased low). For Gaussian returns each entry has the sampling standard error
-`sqrt(sum_k w_k^2 * (C_ii C_jj + C_ij^2))` (`ewma_standard_error`), about `sqrt((1 - lam) / (1 + lam))`
-relative: 17% at 0.94. Scaled to a liquidation horizon of `horizon` periods by sqrt-time
-(`C_h = horizon * C`), then factored (Cholesky) into the WAD matrix `L` of the contract.
+The model behind the parameters is filtered historical simulation (keeper/engine/fhs.py) on an EWMA
+covariance with an anti-procyclicality tool (keeper/engine/apc.py). At a calibration date, with the log
+returns up to it:
+
+1. Covariance. RiskMetrics EWMA of the log returns with zero mean and decay `lam`, the weights normalised
+   over the observations at hand (`sum_k lam^k r_{T-k} r_{T-k}^T / sum_k lam^k`, so a short history is not
+   biased low). For Gaussian returns each entry has the sampling standard error
+   `sqrt(sum_k w_k^2 * (C_ii C_jj + C_ij^2))` (`ewma_standard_error`), about `sqrt((1 - lam) / (1 + lam))`
+   relative: 17% at 0.94.
+2. Anti-procyclicality: each asset's volatility becomes `sigma_eff` (floor at the long-run volatility by
+   default); the current correlation is kept.
+3. Tail multipliers: the FHS windows rescaled to `sigma_eff` give each asset's loss quantile at the
+   confidence level over `horizon` periods; `z_i` is that quantile over `sqrt(horizon) * sigma_eff,i` (the
+   thinner side: the stress scenarios carry the fatter one). With fewer than `fhs.MIN_WINDOWS` windows
+   (`tail="auto"`) or with `tail="normal"`, `z_i` is the Gaussian quantile instead.
+4. Parameters: the chain computes `VaR = z * |L^T e|`; we post `z = max_i z_i` and `L = chol(C_h)` with
+   `C_h = horizon * D rho D`, `D = diag(sigma_eff,i * z_i / z)`: each asset's own tail, today's
+   correlation. Stress scenarios: up to 32 real historical windows rescaled to `sigma_eff`, one per
+   direction books take, each at its confidence rank (fhs.choose_scenarios).
 
 Positive definiteness (`repair_psd`). An EWMA of outer products is positive semi-definite by construction,
 but it can be singular (fewer observations than assets, a constant price, two assets moving in lockstep)
@@ -23,16 +36,6 @@ or, after rounding, have an eigenvalue a hair below zero; the contract needs a C
 - with `psd="refuse"` any matrix below the floor is refused (for governance runs that must not post a
   repaired matrix). `Calibration.repaired` and `.clipped` say whether and how many eigenvalues moved.
 
-Stress scenarios (`stress_scenarios`), simple returns over the horizon (`P[t+h] / P[t] - 1`, overlapping
-windows) of the history at hand, in priority order, duplicates dropped, at most 32 (the contract's cap; the
-tail of the list is cut first):
-
-1. historical extremes: all assets down at the worst single-asset move; all up at the best one; the worst
-   and the best joint move (the window where the equal-weight basket did worst / best, replayed for every
-   asset); each asset's own worst and best window, replayed with what every other asset did then;
-2. correlation breakdown: each asset alone at its worst and at its best (the others flat); each pair of
-   assets moving apart (one at its worst, the other at its best, both ways).
-
 Shocks are clipped to the contract's range [-100%, +1000%].
 """
 
@@ -40,21 +43,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
+from keeper.engine import fhs
+from keeper.engine.apc import Apc, ApcTool, effective_vols
 from keeper.engine.params import MAX_SCENARIOS, RiskParams, build_params
 from keeper.errors import ParamsError, PriceDataError
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 PsdPolicy = Literal["clip", "refuse"]
+Tail = Literal["auto", "fhs", "normal"]
 
 RISKMETRICS_LAMBDA = 0.94
+DEFAULT_HORIZON_DAYS = 2  # the clearing-house standard for exchange-traded derivatives
+DEFAULT_CONFIDENCE = 0.99
 EIG_FLOOR = 1e-8  # eigenvalue floor, relative to the largest eigenvalue
 NEGATIVE_TOLERANCE = 1e-9  # eigenvalues down to -this * largest count as rounding of a PSD matrix
 MAX_CHOL = 2.0  # contract bound on |L[i][j]| (RiskParamsValidator.MAX_CHOL)
@@ -196,84 +204,182 @@ def repair_psd(cov: FloatArray, *, psd: PsdPolicy = "clip", eig_floor: float = E
     return PsdRepair((fixed + fixed.T) / 2.0, True, clipped, low)
 
 
-# ----------------------------------------------------------------------------------------- scenarios
+# ------------------------------------------------------------------------------------- the tail model
 
 
-def _label(timestamps: IntArray | None, t: int, horizon: int) -> str:
-    """The window from row t to row t + horizon, by time or by row."""
+def _label(timestamps: IntArray | None, end_row: int, horizon: int) -> str:
+    """The window of prices from row end_row - horizon to row end_row, by time or by row."""
+    start = end_row - horizon
     if timestamps is None:
-        return f"rows {t}->{t + horizon}"
+        return f"rows {start}->{end_row}"
 
     def fmt(ts: int) -> str:
         d = datetime.fromtimestamp(ts, UTC)
         return d.date().isoformat() if ts % 86_400 == 0 else d.isoformat().replace("+00:00", "Z")
 
-    return f"{fmt(int(timestamps[t]))} -> {fmt(int(timestamps[t + horizon]))}"
+    return f"{fmt(int(timestamps[start]))} -> {fmt(int(timestamps[end_row]))}"
 
 
-def stress_scenarios(
-    prices: FloatArray,
-    horizon: int = 1,
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to calibrate (docs/risk-model.md): EWMA decay, horizon in periods, confidence, FHS filter,
+    tail source and anti-procyclicality tool."""
+
+    lam: float = RISKMETRICS_LAMBDA
+    horizon: int = DEFAULT_HORIZON_DAYS
+    confidence: float = DEFAULT_CONFIDENCE
+    filter: fhs.Filter = "cov"
+    tail: Tail = "auto"
+    apc: Apc = field(default_factory=Apc)
+    max_scenarios: int = MAX_SCENARIOS
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.lam < 1.0:
+            raise ParamsError(f"lambda: the EWMA decay must be in (0, 1), got {self.lam}")
+        if self.horizon < 1 or int(self.horizon) != self.horizon:
+            raise ParamsError(f"horizon: a whole number of periods >= 1, got {self.horizon}")
+        if not 0.5 < self.confidence < 1.0:
+            raise ParamsError(f"confidence: must be in (0.5, 1), got {self.confidence}")
+        if self.tail not in ("auto", "fhs", "normal"):
+            raise ParamsError(f"tail: 'auto', 'fhs' or 'normal', got {self.tail!r}")
+        if not 1 <= self.max_scenarios <= MAX_SCENARIOS:
+            raise ParamsError(f"max_scenarios: between 1 and {MAX_SCENARIOS}, got {self.max_scenarios}")
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        lam: float = RISKMETRICS_LAMBDA,
+        horizon: int = DEFAULT_HORIZON_DAYS,
+        confidence: float = DEFAULT_CONFIDENCE,
+        filter: fhs.Filter = "cov",
+        tail: Tail = "auto",
+        apc: ApcTool = "floor",
+        apc_weight: float = 0.25,
+        apc_lookback: int | None = None,
+        max_scenarios: int = MAX_SCENARIOS,
+    ) -> ModelSpec:
+        a = Apc(apc, apc_weight) if apc_lookback is None else Apc(apc, apc_weight, apc_lookback)
+        return cls(lam, horizon, confidence, filter, tail, a, max_scenarios)
+
+
+@dataclass(frozen=True)
+class TailModel:
+    """The model at one calibration date (after return `k`). Volatilities are per period."""
+
+    k: int
+    sigma: FloatArray  # (n,) EWMA volatility
+    sigma_eff: FloatArray  # (n,) after the anti-procyclicality tool
+    apc_ref: FloatArray  # (n,) the tool's long-run / stressed reference volatility
+    corr: FloatArray  # (n, n) current EWMA correlation
+    tail: Literal["fhs", "normal"]
+    z_long: FloatArray  # (n,) tail multiplier of a long unit position
+    z_short: FloatArray  # (n,) ... of a short one
+    z_assets: FloatArray  # (n,) what the VaR uses per asset (the thinner side)
+    z: float  # posted: max z_assets
+    chol_vols: FloatArray  # (n,) horizon vols in L: sqrt(h) sigma_eff z_i / z
+    scenarios: FloatArray  # (K, n) every rescaled window (simple returns over the horizon)
+    window_ends: IntArray  # (K,) the return index each window ends at
+    shocks: FloatArray  # (S, n) the chosen ones
+    shock_windows: IntArray  # (S,) their return indices
+    reasons: tuple[str, ...]  # the direction each was chosen for
+    directions: fhs.Directions
+    coverage: FloatArray  # (D,) stress coverage of each direction
+
+    @property
+    def horizon_cov(self) -> FloatArray:
+        """The covariance the chain's VaR uses with z: chol_vols rho chol_vols."""
+        return np.asarray(self.corr * np.outer(self.chol_vols, self.chol_vols), dtype=np.float64)
+
+    def var(self, exposures: FloatArray) -> FloatArray:
+        """VaR of (..., n) USD exposures, float."""
+        e = np.asarray(exposures, dtype=np.float64)
+        quad = np.einsum("...i,ij,...j->...", e, self.horizon_cov, e)
+        return np.asarray(self.z * np.sqrt(np.maximum(quad, 0.0)), dtype=np.float64)
+
+    def stress(self, exposures: FloatArray) -> FloatArray:
+        e = np.asarray(exposures, dtype=np.float64)
+        if self.shocks.shape[0] == 0:
+            return np.zeros(e.shape[:-1])
+        return np.asarray(np.maximum(0.0, (-(e @ self.shocks.T)).max(axis=-1)), dtype=np.float64)
+
+
+def _corr(cov: FloatArray) -> FloatArray:
+    sd = np.sqrt(np.diag(cov))
+    sd = np.where(sd > 0, sd, 1.0)
+    c = cov / np.outer(sd, sd)
+    np.fill_diagonal(c, 1.0)
+    return np.asarray(np.clip(c, -1.0, 1.0), dtype=np.float64)
+
+
+def tail_model(
+    history: fhs.FilteredHistory,
+    k: int,
+    spec: ModelSpec,
     *,
-    assets: Sequence[str] | None = None,
-    timestamps: IntArray | None = None,
-    max_scenarios: int = MAX_SCENARIOS,
-) -> tuple[FloatArray, tuple[str, ...]]:
-    """(S, n) stress returns and their names, S <= max_scenarios (module docstring: which, in what order).
-
-    Windows start at rows 0..T-h-1 and end by row T-1: nothing after the history is used. Names carry the
-    window (`start -> end` times from `timestamps`, unix seconds, or rows).
-    """
-    if horizon < 1:
-        raise ParamsError(f"horizon: at least 1 period, got {horizon}")
-    if not 1 <= max_scenarios <= MAX_SCENARIOS:
-        raise ParamsError(f"max_scenarios: between 1 and {MAX_SCENARIOS}, got {max_scenarios}")
-    R = horizon_returns(prices, horizon)
-    n = R.shape[1]
-    names = list(assets) if assets is not None else [f"asset{i}" for i in range(n)]
-    if len(names) != n:
-        raise ParamsError(f"assets: expected {n} names, got {len(names)}")
-    worst_t, best_t = np.argmin(R, axis=0), np.argmax(R, axis=0)
-    worst, best = R[worst_t, np.arange(n)], R[best_t, np.arange(n)]
-    basket = R.mean(axis=1)
-    jw, jb = int(np.argmin(basket)), int(np.argmax(basket))
-    rows: list[tuple[str, FloatArray]] = [
-        ("all down at the worst single move", np.full(n, float(worst.min()))),
-        ("all up at the best single move", np.full(n, float(best.max()))),
-        (f"worst joint move ({_label(timestamps, jw, horizon)})", R[jw]),
-        (f"best joint move ({_label(timestamps, jb, horizon)})", R[jb]),
-    ]
-    for i in range(n):
-        rows.append(
-            (f"{names[i]} worst window ({_label(timestamps, int(worst_t[i]), horizon)})", R[worst_t[i]])
+    ewma_vols: FloatArray | None = None,
+    psd: PsdPolicy = "clip",
+    eig_floor: float = EIG_FLOOR,
+) -> TailModel:
+    """The model after return k of a filtered history, from returns 0..k only. `ewma_vols` (T, n) is the
+    EWMA volatility path (sqrt of the diagonals of history.cov), passed in by callers that hold it."""
+    if not 0 <= k < history.returns.shape[0]:
+        raise ParamsError(f"k: a return index in [0, {history.returns.shape[0]}), got {k}")
+    n = history.n
+    h = spec.horizon
+    cov_now = repair_psd(history.cov[k], psd=psd, eig_floor=eig_floor).cov
+    sigma = np.sqrt(np.diag(cov_now))
+    vols_path = ewma_vols if ewma_vols is not None else np.sqrt(np.einsum("kii->ki", history.cov))
+    sigma_eff, ref = effective_vols(sigma, history.returns[: k + 1], vols_path[: k + 1], spec.apc)
+    corr = _corr(cov_now)
+    cov_eff = repair_psd(corr * np.outer(sigma_eff, sigma_eff), psd=psd, eig_floor=eig_floor).cov
+    windows, ends = history.valid_windows(k)
+    if windows.shape[0] == 0:
+        raise PriceDataError(
+            f"prices: no {h}-period window after the {fhs.BURN_IN}-return EWMA burn-in "
+            f"(need at least {fhs.BURN_IN + h + 1} prices)"
         )
-        rows.append((f"{names[i]} best window ({_label(timestamps, int(best_t[i]), horizon)})", R[best_t[i]]))
-    for i in range(n):
-        for label, value in (("down", worst[i]), ("up", best[i])):
-            row = np.zeros(n)
-            row[i] = value
-            rows.append((f"{names[i]} alone {label}", row))
-    for i in range(n):
-        for j in range(i + 1, n):
-            for a, b in ((i, j), (j, i)):
-                row = np.zeros(n)
-                row[a], row[b] = worst[a], best[b]
-                rows.append((f"{names[a]} down, {names[b]} up", row))
-    shocks: list[FloatArray] = []
-    labels: list[str] = []
-    seen: set[bytes] = set()
-    for label, row in rows:
-        r = np.clip(row, MIN_SHOCK, MAX_SHOCK)
-        key = r.tobytes()
-        if key in seen or not np.any(r):
-            continue
-        seen.add(key)
-        shocks.append(r)
-        labels.append(label)
-        if len(shocks) == max_scenarios:
-            break
-    out = np.array(shocks, dtype=np.float64).reshape(len(shocks), n)
-    return out, tuple(labels)
+    scen = fhs.scenario_returns(windows, cov_eff, history.filter)
+    h_vols = np.sqrt(h) * sigma_eff
+    use_fhs = spec.tail == "fhs" or (spec.tail == "auto" and windows.shape[0] >= fhs.MIN_WINDOWS)
+    if spec.tail == "fhs" and windows.shape[0] < fhs.MIN_WINDOWS:
+        raise PriceDataError(
+            f"prices: {windows.shape[0]} FHS windows, tail='fhs' needs at least {fhs.MIN_WINDOWS} "
+            f"(about {fhs.MIN_WINDOWS + fhs.BURN_IN + h} prices); use tail='auto' or 'normal'"
+        )
+    if use_fhs:
+        z_long, z_short = fhs.tail_multipliers(scen, h_vols, spec.confidence)
+        z_assets = np.maximum(np.minimum(z_long, z_short), 0.0)
+    else:
+        zg = z_for_confidence(spec.confidence)
+        z_long = z_short = z_assets = np.full(n, zg)
+    z = float(z_assets.max())
+    if not z > 0:
+        raise ParamsError("z: the tail multipliers are all zero (no price moved in the history)")
+    chol_vols = h_vols * z_assets / z
+    dirs = fhs.book_directions([f"asset{i}" for i in range(n)])
+    choice = fhs.choose_scenarios(scen, dirs, spec.confidence, spec.max_scenarios)
+    shocks = np.clip(scen[choice.windows], MIN_SHOCK, MAX_SHOCK)
+    return TailModel(
+        k=int(k),
+        sigma=sigma,
+        sigma_eff=sigma_eff,
+        apc_ref=ref,
+        corr=corr,
+        tail="fhs" if use_fhs else "normal",
+        z_long=np.asarray(z_long, dtype=np.float64),
+        z_short=np.asarray(z_short, dtype=np.float64),
+        z_assets=np.asarray(z_assets, dtype=np.float64),
+        z=z,
+        chol_vols=chol_vols,
+        scenarios=scen,
+        window_ends=ends,
+        shocks=shocks,
+        shock_windows=ends[choice.windows],
+        reasons=choice.reasons,
+        directions=dirs,
+        coverage=choice.coverage,
+    )
 
 
 # --------------------------------------------------------------------------------------- calibration
@@ -284,20 +390,28 @@ class Calibration:
     """A calibration and the RiskParams it yields (`params`, without oracles)."""
 
     assets: tuple[str, ...]
-    lam: float
-    horizon: int
+    spec: ModelSpec
     observations: int  # returns used
     cov: FloatArray  # per-period EWMA covariance as estimated
-    horizon_cov: FloatArray  # scaled to the horizon and, if needed, repaired (what L factors)
+    horizon_cov: FloatArray  # what L factors (the VaR's covariance over the horizon, tail-scaled per asset)
     repaired: bool
     clipped: int
     shocks: FloatArray  # (S, n) simple returns
     scenario_names: tuple[str, ...]
+    model: TailModel
     params: RiskParams
 
     @property
+    def lam(self) -> float:
+        return self.spec.lam
+
+    @property
+    def horizon(self) -> int:
+        return self.spec.horizon
+
+    @property
     def vols(self) -> FloatArray:
-        """Horizon volatilities."""
+        """Horizon volatilities of L (each asset's tail multiplier over z folded in)."""
         return np.sqrt(np.diag(self.horizon_cov))
 
     @property
@@ -305,18 +419,28 @@ class Calibration:
         v = self.vols
         return self.horizon_cov / np.outer(v, v)
 
+    def summary(self) -> str:
+        m = self.model
+        names = ", ".join(
+            f"{a} sigma {s:.2%} -> {e:.2%}, z {zi:.2f}"
+            for a, s, e, zi in zip(self.assets, m.sigma, m.sigma_eff, m.z_assets, strict=True)
+        )
+        return (
+            f"{self.observations} returns, lambda {self.lam:g}, horizon {self.horizon}, confidence "
+            f"{self.spec.confidence:g}, {m.tail} tail, apc {self.spec.apc.tool}: {names}; z {m.z:.3f}; "
+            f"{len(self.scenario_names)} scenarios, lowest direction coverage {float(m.coverage.min()):.2f}"
+        )
+
 
 def calibrate(
     prices: FloatArray,
     assets: Sequence[str],
     *,
-    lam: float = RISKMETRICS_LAMBDA,
-    horizon: int = 1,
-    z: float = 2.33,
+    spec: ModelSpec | None = None,
     timestamps: IntArray | None = None,
     psd: PsdPolicy = "clip",
     eig_floor: float = EIG_FLOOR,
-    max_scenarios: int = MAX_SCENARIOS,
+    z: float | None = None,
     weights: Sequence[float] | None = None,
     gamma: float = 0.1,
     im_factor: float = 1.25,
@@ -326,34 +450,35 @@ def calibrate(
     target_health: float = 1.25,
     dust: float = 100.0,
 ) -> Calibration:
-    """Risk parameters from a (T, n) price history: EWMA covariance of the log returns scaled to
-    `horizon` periods, its Cholesky factor, and stress scenarios from the same history."""
-    p = check_prices(prices, min_rows=horizon + 2)
+    """Risk parameters from a (T, n) price history (module docstring). `z`, when given, replaces the
+    calibrated multiplier (and the per-asset tail scaling of L)."""
+    spec = spec or ModelSpec()
+    p = check_prices(prices, min_rows=spec.horizon + 2)
     if len(assets) != p.shape[1]:
         raise ParamsError(f"assets: expected {p.shape[1]} names, got {len(assets)}")
-    if horizon < 1 or int(horizon) != horizon:
-        raise ParamsError(f"horizon: a whole number of periods >= 1, got {horizon}")
     returns = np.diff(np.log(p), axis=0)
-    cov = ewma_covariance(returns, lam)
-    fixed = repair_psd(horizon_covariance(cov, horizon), psd=psd, eig_floor=eig_floor)
+    history = fhs.filter_history(returns, lam=spec.lam, horizon=spec.horizon, filter=spec.filter)
+    model = tail_model(history, returns.shape[0] - 1, spec, psd=psd, eig_floor=eig_floor)
+    vols = model.chol_vols if z is None else np.sqrt(spec.horizon) * model.sigma_eff
+    fixed = repair_psd(model.corr * np.outer(vols, vols), psd=psd, eig_floor=eig_floor)
     vols = np.sqrt(np.diag(fixed.cov))
     too_big = np.flatnonzero(vols > MAX_CHOL)
     if too_big.size:
         i = int(too_big[0])
         raise ParamsError(
-            f"chol: horizon volatility of {assets[i]} is {vols[i]:.3g}, "
-            f"above the contract's bound {MAX_CHOL:g}"
+            f"chol: horizon volatility of {assets[i]} is {vols[i]:.3g}, above the contract's bound "
+            f"{MAX_CHOL:g}"
         )
-    shocks, names = stress_scenarios(
-        p, horizon, assets=assets, timestamps=timestamps, max_scenarios=max_scenarios
-    )
-    corr = fixed.cov / np.outer(vols, vols)
-    np.fill_diagonal(corr, 1.0)
+    names = []
+    dirs = fhs.book_directions(list(assets))
+    for reason, end in zip(model.reasons, model.shock_windows, strict=True):
+        d = dirs.names[model.directions.names.index(reason)]
+        names.append(f"{_label(timestamps, int(end) + 1, spec.horizon)} (for {d})")
     params = build_params(
         vols.tolist(),
-        corr.tolist(),
-        shocks.tolist(),
-        z=z,
+        _corr(fixed.cov).tolist(),
+        model.shocks.tolist(),
+        z=model.z if z is None else z,
         im_factor=im_factor,
         weights=weights,
         gamma=gamma,
@@ -365,15 +490,15 @@ def calibrate(
     )
     return Calibration(
         assets=tuple(assets),
-        lam=lam,
-        horizon=int(horizon),
+        spec=spec,
         observations=int(returns.shape[0]),
-        cov=cov,
+        cov=history.cov[-1],
         horizon_cov=fixed.cov,
         repaired=fixed.repaired,
         clipped=fixed.clipped,
-        shocks=shocks,
-        scenario_names=names,
+        shocks=model.shocks,
+        scenario_names=tuple(names),
+        model=model,
         params=params,
     )
 

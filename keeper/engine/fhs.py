@@ -1,0 +1,246 @@
+"""Filtered historical simulation (FHS): the tail model behind the VaR multiplier and the stress scenarios.
+Pure: arrays in, arrays out (docs/risk-model.md has the derivation and the measured figures).
+
+Filter. Each period's log return `r_k` (n assets) is divided by the risk forecast made before it, from the
+EWMA covariance `C_{k-1}` of the returns up to k-1 (RiskMetrics decay `lam`, weights normalised over the
+returns at hand). Two filters:
+
+- `"cov"` (default): whitened by the Cholesky factor, `u_k = chol(C_{k-1})^-1 r_k`. Rescaling a window by
+  today's factor gives it today's volatilities *and* today's correlations, so a pair that moves together
+  now is not charged for a decorrelation that is itself a regime of the past (it is charged for the
+  standardised spread moves that history shows, at today's scale).
+- `"vol"`: per asset, `u_k,i = r_k,i / sigma_{k-1,i}`. Rescaled windows keep the correlation of their own
+  day: more conservative for hedged books after correlations rose.
+
+A window is the sum of `horizon` consecutive filtered returns (overlapping windows, one ending at each
+period), so serial dependence inside the horizon is kept. The first `BURN_IN` returns only seed the EWMA.
+
+Scenarios. At a calibration date the windows are rescaled by the current, anti-procyclical risk
+(`apc.effective_vols`): `x = chol(Sigma_eff) w` (or `sigma_eff * w` per asset), and turned into simple
+returns `exp(x) - 1` over the horizon. Each is a real historical window of all assets moving together.
+
+Tail multipliers. For asset i and each sign, the FHS quantile of the loss of a unit position at the
+confidence level, divided by the Gaussian-free scale `sqrt(horizon) * sigma_eff,i`, is that side's tail
+multiplier. The VaR is symmetric, so it takes the smaller side per asset (`z_i`); the stress scenarios
+carry the fatter side (a single-asset direction of each sign is always covered, below).
+
+Stress scenarios. The directions books take: each asset long and short, each ordered pair long/short
+(both ways), and the equal-weight basket long and short. For each direction the scenario is the window at
+the confidence rank of that direction's FHS losses (an order statistic at or beyond the quantile), so
+each direction's stress equals its own FHS quantile: not the worst day ever (which would bind on every
+book at several times the 99% loss), and not one asset's extreme copied onto others. With more candidate
+windows than slots (more than 5 assets), a greedy choice keeps the set that maximises the lowest coverage
+(largest loss over the chosen scenarios / the direction's own quantile) over all directions.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from keeper.errors import ParamsError, PriceDataError
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+Filter = Literal["cov", "vol"]
+
+BURN_IN = 30  # returns that only seed the EWMA before the first filtered return
+MIN_WINDOWS = 100  # fewest windows for an FHS quantile at 99% (one tail window per 100)
+
+
+# ------------------------------------------------------------------------------------------ filter
+
+
+def ewma_path(returns: FloatArray, lam: float) -> FloatArray:
+    """(T, n, n): entry k is the EWMA covariance of returns[0..k], weights normalised over them."""
+    r = np.asarray(returns, dtype=np.float64)
+    T, n = r.shape
+    out = np.empty((T, n, n), dtype=np.float64)
+    s = np.zeros((n, n), dtype=np.float64)
+    weight = 0.0
+    for k in range(T):
+        s = lam * s + np.outer(r[k], r[k])
+        weight = lam * weight + 1.0
+        out[k] = s / weight
+    return out
+
+
+@dataclass(frozen=True)
+class FilteredHistory:
+    """What the FHS needs from a return history, computed once, causal at every index: `cov[k]` and
+    `resid[k]` use returns 0..k only, `windows[j]` the filtered returns j-h+1..j (NaN where undefined)."""
+
+    returns: FloatArray  # (T, n) log returns
+    cov: FloatArray  # (T, n, n) EWMA covariance after return k
+    resid: FloatArray  # (T, n) filtered returns, NaN before BURN_IN
+    windows: FloatArray  # (T, n) horizon sums of filtered returns, NaN where any term is
+    lam: float
+    horizon: int
+    filter: Filter
+
+    @property
+    def n(self) -> int:
+        return int(self.returns.shape[1])
+
+    def valid_windows(self, k: int) -> tuple[FloatArray, IntArray]:
+        """Windows ending at or before return k, and the index of the return each ends at."""
+        w = self.windows[: k + 1]
+        ok = np.flatnonzero(np.all(np.isfinite(w), axis=1)).astype(np.int64)
+        return w[ok], ok
+
+
+def filter_history(returns: FloatArray, *, lam: float, horizon: int, filter: Filter) -> FilteredHistory:
+    r = np.asarray(returns, dtype=np.float64)
+    if r.ndim != 2 or r.shape[1] == 0:
+        raise PriceDataError(f"returns: expected a (T, n) array, got shape {r.shape}")
+    if not 0.0 < lam < 1.0:
+        raise ParamsError(f"lam: the EWMA decay must be in (0, 1), got {lam}")
+    if horizon < 1:
+        raise ParamsError(f"horizon: at least 1 period, got {horizon}")
+    if filter not in ("cov", "vol"):
+        raise ParamsError(f"filter: 'cov' or 'vol', got {filter!r}")
+    T, n = r.shape
+    cov = ewma_path(r, lam)
+    resid = np.full((T, n), np.nan)
+    if T > BURN_IN:
+        prior = cov[BURN_IN - 1 : T - 1]  # forecast for return k is cov[k-1]
+        now = r[BURN_IN:]
+        if filter == "vol":
+            sd = np.sqrt(np.einsum("kii->ki", prior))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                resid[BURN_IN:] = np.where(sd > 0, now / sd, np.nan)
+        else:
+            scale = np.einsum("kii->k", prior)[:, None, None] / n
+            jitter = 1e-10 * np.where(scale > 0, scale, 1.0) * np.eye(n)[None]
+            chol = np.linalg.cholesky(prior + jitter)
+            resid[BURN_IN:] = np.linalg.solve(chol, now[..., None])[..., 0]
+    windows = np.full((T, n), np.nan)
+    if horizon <= T:
+        windows[horizon - 1 :] = sum(resid[m : T - horizon + 1 + m] for m in range(horizon))
+    return FilteredHistory(r, cov, resid, windows, float(lam), int(horizon), filter)
+
+
+# --------------------------------------------------------------------------------------- scenarios
+
+
+def scenario_returns(windows: FloatArray, cov_eff: FloatArray, filter: Filter) -> FloatArray:
+    """(K, n) simple horizon returns: the windows rescaled by today's per-period covariance `cov_eff`."""
+    if filter == "vol":
+        x = windows * np.sqrt(np.diag(cov_eff))[None]
+    else:
+        x = windows @ np.linalg.cholesky(cov_eff).T
+    return np.expm1(np.minimum(x, math.log(11.0)))  # the contract's cap: a shock is at most +1000%
+
+
+def tail_rank(count: int, confidence: float) -> int:
+    """The 1-based rank from the worst of the order statistic used as the FHS quantile: the k-th largest
+    of `count` losses with k = max(1, floor(count * (1 - confidence))), at or beyond the quantile."""
+    return max(1, math.floor(count * (1.0 - confidence) + 1e-9))
+
+
+def quantile_loss(losses: FloatArray, confidence: float) -> FloatArray:
+    """The FHS quantile of each column of (K, D) losses (the tail_rank-th largest)."""
+    k = tail_rank(losses.shape[0], confidence)
+    return np.asarray(-np.sort(-losses, axis=0)[k - 1], dtype=np.float64)
+
+
+def tail_multipliers(
+    scen: FloatArray, horizon_vols: FloatArray, confidence: float
+) -> tuple[FloatArray, FloatArray]:
+    """Per asset: (z of the long side, z of the short side): the FHS quantile of a unit position's loss
+    over its horizon volatility."""
+    down = quantile_loss(-scen, confidence)  # a long position loses when the asset falls
+    up = quantile_loss(scen, confidence)
+    return down / horizon_vols, up / horizon_vols
+
+
+# -------------------------------------------------------------------------------------- directions
+
+
+@dataclass(frozen=True)
+class Directions:
+    """Unit-notional exposure vectors (D, n) with their names: the directions books take."""
+
+    names: tuple[str, ...]
+    vectors: FloatArray
+
+
+def book_directions(assets: Sequence[str]) -> Directions:
+    n = len(assets)
+    names: list[str] = []
+    rows: list[FloatArray] = []
+    for i, a in enumerate(assets):
+        for sign, label in ((1.0, "long"), (-1.0, "short")):
+            v = np.zeros(n)
+            v[i] = sign
+            names.append(f"{label} {a}")
+            rows.append(v)
+    for i, j in itertools.permutations(range(n), 2):
+        v = np.zeros(n)
+        v[i], v[j] = 1.0, -1.0
+        names.append(f"long {assets[i]} / short {assets[j]}")
+        rows.append(v)
+    if n > 1:
+        for sign, label in ((1.0, "long"), (-1.0, "short")):
+            names.append(f"{label} basket")
+            rows.append(np.full(n, sign / n))
+    return Directions(tuple(names), np.array(rows, dtype=np.float64).reshape(len(rows), n))
+
+
+def random_directions(n: int, count: int = 256, seed: int = 0) -> FloatArray:
+    """(count, n) Gaussian directions with unit gross notional, for measuring coverage off the grid."""
+    g = np.random.default_rng(seed).standard_normal((count, n))
+    return g / np.abs(g).sum(axis=1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class ScenarioChoice:
+    windows: IntArray  # indices into the scenario rows (the candidate windows), in slot order
+    reasons: tuple[str, ...]  # the direction each was chosen for
+    coverage: FloatArray  # (D,) largest loss over the chosen / the direction's own quantile
+
+
+def choose_scenarios(
+    scen: FloatArray, directions: Directions, confidence: float, max_scenarios: int
+) -> ScenarioChoice:
+    """One window per direction at its confidence rank; greedy max-min coverage when they do not fit."""
+    losses = -(scen @ directions.vectors.T)  # (K, D)
+    k = tail_rank(losses.shape[0], confidence)
+    order = np.argsort(-losses, axis=0, kind="stable")
+    pick = order[k - 1]  # (D,) window at the confidence rank of each direction
+    q = losses[pick, np.arange(losses.shape[1])]
+    q_safe = np.where(q > 0, q, np.inf)
+    cand: list[int] = []
+    reasons: list[str] = []
+    for d, w in enumerate(pick):
+        if int(w) not in cand:
+            cand.append(int(w))
+            reasons.append(directions.names[d])
+    if len(cand) > max_scenarios:
+        cover = losses[cand] / q_safe[None]  # (C, D)
+        chosen: list[int] = []
+        best = np.full(losses.shape[1], -np.inf)
+        for _ in range(max_scenarios):
+            gain = np.minimum(np.maximum(best[None], cover), 1.0).sum(axis=1)
+            gain[chosen] = -np.inf
+            c = int(np.argmax(gain))
+            chosen.append(c)
+            best = np.maximum(best, cover[c])
+        cand = [cand[c] for c in chosen]
+        reasons = [reasons[c] for c in chosen]
+    chosen_losses = losses[cand]
+    coverage = np.where(q > 0, chosen_losses.max(axis=0) / q_safe, 1.0)
+    return ScenarioChoice(np.array(cand, dtype=np.int64), tuple(reasons), coverage)
+
+
+def expected_shortfall(losses: FloatArray, confidence: float) -> FloatArray:
+    """FHS expected shortfall of each column of (K, D) losses: the mean of the tail_rank largest."""
+    k = tail_rank(losses.shape[0], confidence)
+    top = -np.sort(-losses, axis=0)[:k]
+    return np.asarray(top.mean(axis=0), dtype=np.float64)
