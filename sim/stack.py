@@ -49,6 +49,7 @@ from sim.deployment import (
     DEFAULT_ASSETS,
     DEFAULT_CORR,
     FEED_DECIMALS,
+    HEARTBEAT,
     AssetSpec,
     default_params,
     feed_answer,
@@ -465,7 +466,8 @@ class ChainStack:
         """Proposes `params` (this stack's feeds when it names no oracles); they are pending until the
         delay passes and `activate_params()` runs (the first parameters of a core activate at once)."""
         if not params.oracles:
-            params = params.with_oracles(oracle_configs(self.feeds))
+            beat = self.params.oracles[0].heartbeat if self.params.oracles else HEARTBEAT
+            params = params.with_oracles(oracle_configs(self.feeds, beat))
         core, shocks = params.as_contract_args()
         self.transact(self.margin, "proposeRiskParams", core, shocks)
         _, pending, _ = self.margin.functions.riskParamsBlobs().call()
@@ -591,10 +593,12 @@ def deploy(
     params: RiskParams | None = None,
     delay: int = 86_400,
     corr: Sequence[Sequence[float]] | None = None,
+    heartbeat: int = HEARTBEAT,
 ) -> ChainStack:
     """Deploys mock USDC, one MockERC20 + MockAggregator per asset, MarginAccount and MarginLens from the
     dev account, lists the assets, grants every role to it and sets the first risk parameters (active at
-    once), as `sim.deployment.deploy_stack` does. All in one batch, mined in one block where the gas limit
+    once), as `sim.deployment.deploy_stack` does. `heartbeat`: every feed's staleness limit (seconds) in
+    the deployed OracleConfig. All in one batch, mined in one block where the gas limit
     allows."""
     assets = tuple(assets)
     if params is None:
@@ -639,7 +643,7 @@ def deploy(
             200_000,
         )
     feed_handles = [w3.eth.contract(address=f, abi=artifacts.abi("MockAggregator")) for f in feeds]
-    params = params.with_oracles(oracle_configs(feed_handles))
+    params = params.with_oracles(oracle_configs(feed_handles, heartbeat))
     core_args, shocks = params.as_contract_args()
     call(
         "proposeRiskParams",

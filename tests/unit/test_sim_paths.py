@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sim.paths import PricePaths, bridge, correlation_factor, price_paths
+from sim.paths import PricePaths, bridge, correlation_factor, price_paths, realised_knot_vol
 from sim.scenario import YEAR_S, ScenarioError, load_scenario, validate_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -196,3 +196,51 @@ def test_price_paths_validation() -> None:
         PricePaths(("A", "B"), ts, good, 30)
     with pytest.raises(ScenarioError, match="paths"):
         price_paths(scenario(), paths=0)
+
+
+def _crash_csv(path: Path) -> np.ndarray:
+    """Five daily closes with crash-sized moves (daily log returns -0.3, +0.25, -0.35, +0.3)."""
+    logs = np.cumsum([0.0, -0.3, 0.25, -0.35, 0.3])
+    prices = 100.0 * np.exp(logs)
+    rows = ["timestamp,ETH"] + [f"2021-01-{d + 1:02d},{p!r}" for d, p in enumerate(prices)]
+    path.write_text("\n".join(rows) + "\n")
+    return prices
+
+
+def test_bridge_runs_at_the_windows_realised_vol(tmp_path: Path) -> None:
+    """The bridge between daily closes wanders at the replayed window's own realised volatility (here about
+    0.30 a day: about 6% an hour), not at the calm `vol` field of the asset (0.1 a year: 0.1% an hour)."""
+    closes = _crash_csv(tmp_path / "crash.csv")
+    r = np.diff(np.log(closes))
+    daily = math.sqrt(float(np.mean(r * r)))
+    data: dict[str, Any] = {
+        "name": "crash-replay",
+        "seed": 5,
+        "steps": 96,
+        "step_seconds": 3600,
+        "assets": [{"symbol": "WETH", "vol": 0.1}],
+        "market": {"kind": "historical", "source": "crash.csv", "columns": {"WETH": "ETH"}},
+    }
+    s = validate_scenario(data, base_dir=tmp_path)
+    pp = price_paths(s, paths=400)
+    np.testing.assert_allclose(pp.prices[:, ::24, 0], np.broadcast_to(closes, (400, 5)), rtol=1e-12)
+    lin = bridge(closes[:, None], 24, np.zeros(1), np.eye(1), None, 1)[0, :, 0]
+    noise = np.diff(np.log(pp.prices[:, :, 0]), axis=1) - np.diff(np.log(lin))  # bridge increments
+    hourly = daily / math.sqrt(24)
+    # a bridge increment is s (eps_k - mean over its day of eps): variance s^2 (1 - 1/24)
+    assert float(np.std(noise)) == pytest.approx(hourly * math.sqrt(1 - 1 / 24), rel=0.05)
+    assert float(np.std(noise)) > 20 * 0.1 * math.sqrt(3600 / YEAR_S)
+    calm = validate_scenario({**data, "market": {**data["market"], "bridge_vol": "asset"}}, base_dir=tmp_path)
+    calm_noise = np.diff(np.log(price_paths(calm, paths=400).prices[:, :, 0]), axis=1) - np.diff(np.log(lin))
+    assert float(np.std(calm_noise)) == pytest.approx(
+        0.1 * math.sqrt(3600 / YEAR_S) * math.sqrt(1 - 1 / 24), rel=0.05
+    )
+
+
+def test_realised_knot_vol() -> None:
+    knots = np.array([[100.0, 10.0], [110.0, 10.0], [99.0, 10.0]])
+    r = np.log([1.1, 0.9])
+    np.testing.assert_allclose(realised_knot_vol(knots), [math.sqrt(np.mean(r * r)), 0.0])
+    np.testing.assert_allclose(realised_knot_vol(knots[:2]), [math.log(1.1), 0.0])  # one return
+    with pytest.raises(ValueError, match="knots"):
+        realised_knot_vol(knots[:1])

@@ -365,3 +365,59 @@ def test_scenario_model_is_frozen() -> None:
     with pytest.raises(Exception, match="frozen"):
         s.seed = 4  # type: ignore[misc]
     assert isinstance(s, Scenario) and s.symbols == ("WETH", "WBTC")
+
+
+# ------------------------------------------------------------------------------------ oracle heartbeat
+
+
+def test_heartbeat_defaults_to_the_step_and_is_never_shorter(tmp_path: Path) -> None:
+    """The deployed staleness limit follows the scenario: an hour by default, a step when steps are longer;
+    a heartbeat shorter than a step is refused naming oracle.heartbeat_s and its line."""
+    assert validate_scenario(base_data()).heartbeat_s == 3600
+    daily = validate_scenario(base_data(step_seconds=86_400))
+    assert daily.oracle.heartbeat_s is None and daily.heartbeat_s == 86_400
+    two_days = validate_scenario(base_data(step_seconds=86_400, oracle={"heartbeat_s": 172_800}))
+    assert two_days.heartbeat_s == 172_800
+    msg = errors_of(base_data(step_seconds=86_400, oracle={"heartbeat_s": 3600}))
+    assert "oracle.heartbeat_s: 3600 s is shorter than step_seconds (86400 s)" in msg, msg
+    f = tmp_path / "daily.yaml"
+    f.write_text(
+        yaml.safe_dump(base_data(step_seconds=86_400, oracle={"heartbeat_s": 3600}), sort_keys=False)
+    )
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(f)
+    line = next(k + 1 for k, row in enumerate(f.read_text().splitlines()) if "heartbeat_s:" in row)
+    assert "oracle.heartbeat_s: 3600 s" in str(info.value) and f"(line {line})" in str(info.value)
+    # without the validation context (a bare model_validate) the scenario-level check still names the field
+    with pytest.raises(ValueError, match=r"oracle\.heartbeat_s: 3600 s is shorter"):
+        Scenario.model_validate(base_data(step_seconds=86_400, oracle={"heartbeat_s": 3600}))
+    assert "oracle.heartbeat_s" in errors_of(base_data(oracle={"heartbeat_s": 2**32}))
+
+
+def test_feeds_use_the_scenarios_heartbeat() -> None:
+    from sim.oracle import scenario_feeds
+    from sim.paths import price_paths
+
+    s = validate_scenario(base_data(step_seconds=86_400, steps=6, oracle={"deviation_threshold": 0.99}))
+    f = scenario_feeds(s, price_paths(s, paths=1))
+    assert f.push[0, 1:].all() and not f.stale.any()  # a daily heartbeat: one push a step, never stale
+
+
+def test_march2020_daily_is_the_same_replay_at_daily_steps() -> None:
+    hourly_yaml = yaml.safe_load((ROOT / "scenarios" / "march2020.yaml").read_text())
+    daily_yaml = yaml.safe_load((ROOT / "scenarios" / "march2020_daily.yaml").read_text())
+    assert daily_yaml["risk"] == hourly_yaml["risk"]  # the same parameters, whatever march2020 says
+    hourly = load_scenario(ROOT / "scenarios" / "march2020.yaml")
+    daily = load_scenario(ROOT / "scenarios" / "march2020_daily.yaml")
+    assert daily.step_seconds == 86_400 and daily.steps * 86_400 == hourly.steps * hourly.step_seconds
+    hm, dm = hourly.market, daily.market
+    assert hm.kind == dm.kind == "historical" and isinstance(hm, type(dm))
+    assert (dm.source, dm.start, dm.end, dm.columns) == (hm.source, hm.start, hm.end, hm.columns)
+    assert dm.interpolation == "linear" and daily.heartbeat_s >= daily.step_seconds
+    assert daily.population == hourly.population and daily.assets == hourly.assets
+    if HAVE_CRYPTO_DB:
+        from sim.paths import price_paths
+
+        d, h = price_paths(daily, paths=1), price_paths(hourly, paths=1)
+        np.testing.assert_allclose(d.prices[0], h.prices[0, ::24], rtol=1e-12)
+        np.testing.assert_array_equal(d.timestamps, h.timestamps[::24])
