@@ -115,6 +115,8 @@ def default_portfolios(assets: Sequence[str], prices: FloatArray, notional: floa
 
     a0 = assets[0]
     book(f"basis {a0}", {0: notional}, {0: -notional})
+    if n > 1:
+        book(f"long {a0} only", {0: notional}, {})
     for i in range(n):
         for j in range(n):
             if i != j and (i == 0 or j == 0 or n <= 3):
@@ -217,6 +219,7 @@ class MarginSeries:
 
     starts: IntArray  # (K,)
     gross: FloatArray  # (K, P)
+    exposure: FloatArray  # (K, P, n) net USD exposure per asset
     loss: FloatArray  # (K, P)
     held: BoolArray  # (K, P): the book holds something
     exposed: BoolArray  # (K, P): ... with a non-zero net exposure (a perfect basis trade has none)
@@ -290,6 +293,7 @@ def margin_series(
     return MarginSeries(
         starts=t0,
         gross=gross_i.sum(axis=2),
+        exposure=e,
         loss=loss,
         held=np.any(b != 0, axis=2) | np.any(q != 0, axis=2),
         exposed=np.abs(e).sum(axis=2) > 1e-12 * gross_i.sum(axis=2),
@@ -349,6 +353,7 @@ class BookStats:
 
     book: str
     observations: int
+    assets: int  # assets with a non-zero net exposure at some start
     kupiec: Kupiec
     christoffersen: Christoffersen
     es: EsBacktest
@@ -404,6 +409,7 @@ def _book_stats(
     return BookStats(
         book=name,
         observations=int(obs.sum()),
+        assets=int(np.sum(np.any(np.abs(s.exposure[obs, p]) > 0, axis=0))),
         kupiec=kupiec_pof(int(hits.sum()), int(obs.sum()), target, cfg.significance),
         christoffersen=christoffersen(hits, target, cfg.significance),
         es=es_backtest(loss, s.fhs_var[obs, p], s.fhs_es[obs, p], target, cfg.significance),
