@@ -50,18 +50,19 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from keeper.adapters.margin_account import params_from_abi
 from keeper.chain.rpc import RpcClient
 from keeper.engine.calibration import (
-    RISKMETRICS_LAMBDA,
+    DEFAULT_CONFIDENCE,
+    DEFAULT_HORIZON_DAYS,
+    DEFAULT_LAMBDA,
     Calibration,
     FloatArray,
+    ModelSpec,
     calibrate,
-    z_for_confidence,
 )
 from keeper.engine.params import MAX_SCENARIOS, RiskParams
 from keeper.errors import ExecutionReverted, ParamsError, PriceDataError
 from keeper.riskfile import (
     StepViolation,
     format_wad,
-    parse_wad,
     scalar_range,
 )
 from keeper.riskfile import clamp_step as _clamp_stepped
@@ -141,12 +142,20 @@ class RecalibrationSettings(BaseModel):
         gt=0,
         description="a period whose latest observation is older than this is a gap (default: interval_s / 2)",
     )
-    horizon: int = Field(default=1, ge=1, description="liquidation horizon in periods (sqrt-time scaling)")
-    lam: float = Field(default=RISKMETRICS_LAMBDA, gt=0, lt=1, description="EWMA decay")
-    z: float | None = Field(default=None, gt=0, le=10, description="VaR multiplier; replaces the current z")
-    confidence: float | None = Field(
-        default=None, gt=0.5, lt=1, description="VaR confidence, as z = its Gaussian quantile"
+    horizon: int = Field(default=DEFAULT_HORIZON_DAYS, ge=1, description="liquidation horizon in periods")
+    lam: float = Field(default=DEFAULT_LAMBDA, gt=0, lt=1, description="EWMA decay")
+    z: float | None = Field(
+        default=None, gt=0, le=10, description="VaR multiplier; replaces the calibrated (FHS) one"
     )
+    confidence: float | None = Field(
+        default=None, gt=0.5, lt=1, description="coverage target of the FHS tail model (default 0.99)"
+    )
+    filter: Literal["cov", "vol"] = Field(default="cov", description="FHS filter (docs/risk-model.md)")
+    tail: Literal["auto", "fhs", "normal"] = Field(default="auto", description="tail multiplier source")
+    apc: Literal["floor", "buffer", "stressed", "none"] = Field(
+        default="floor", description="anti-procyclicality tool (EMIR Art. 28)"
+    )
+    apc_weight: float = Field(default=0.25, ge=0.25, le=1, description="buffer / stressed-period weight")
     keep_scalars: bool = Field(
         default=True,
         description="keep every non-covariance parameter (scalars, weights) from the current ones; "
@@ -414,22 +423,18 @@ def recalibrate(
             f"got shape {p.shape}"
         )
     grid, sampled = resample(timestamps, p, cfg, assets=names)
-    if cfg.z is not None:
-        z = parse_wad(f"{cfg.z:.12g}")
-    elif cfg.confidence is not None:
-        z = parse_wad(f"{z_for_confidence(cfg.confidence):.6f}")
-    else:
-        z = current.z if cfg.keep_scalars else parse_wad("2.33")
-    cal = calibrate(
-        sampled,
-        names,
+    spec = ModelSpec.of(
         lam=cfg.lam,
         horizon=cfg.horizon,
-        timestamps=grid,
-        psd=cfg.psd,
+        confidence=cfg.confidence if cfg.confidence is not None else DEFAULT_CONFIDENCE,
+        filter=cfg.filter,
+        tail=cfg.tail,
+        apc=cfg.apc,
+        apc_weight=cfg.apc_weight,
         max_scenarios=cfg.max_scenarios,
     )
-    new = replace(cal.params, z=z, oracles=current.oracles)
+    cal = calibrate(sampled, names, spec=spec, timestamps=grid, psd=cfg.psd, z=cfg.z)
+    new = replace(cal.params, oracles=current.oracles)
     if cfg.keep_scenarios:
         new = replace(new, shocks=current.shocks)
     if cfg.keep_scalars:
@@ -728,8 +733,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--interval-s", type=int, default=86_400)
     ap.add_argument("--lookback", type=int, default=365)
     ap.add_argument("--min-observations", type=int, default=60)
-    ap.add_argument("--horizon", type=int, default=1)
-    ap.add_argument("--lam", type=float, default=RISKMETRICS_LAMBDA)
+    ap.add_argument("--horizon", type=int, default=DEFAULT_HORIZON_DAYS)
+    ap.add_argument("--lam", type=float, default=DEFAULT_LAMBDA)
     ap.add_argument("--confidence", type=float, default=None)
     ap.add_argument("--recompute-scalars", action="store_true", help="do not keep z, imFactor, ... weights")
     ap.add_argument("--changed-only", action="store_true", help="list only the entries that change")

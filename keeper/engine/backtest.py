@@ -412,7 +412,7 @@ def _book_stats(
         assets=int(np.sum(np.any(np.abs(s.exposure[obs, p]) > 0, axis=0))),
         kupiec=kupiec_pof(int(hits.sum()), int(obs.sum()), target, cfg.significance),
         christoffersen=christoffersen(hits, target, cfg.significance),
-        es=es_backtest(loss, s.fhs_var[obs, p], s.fhs_es[obs, p], target, cfg.significance),
+        es=es_backtest(loss, s.fhs_var[obs, p], np.maximum(s.fhs_es[obs, p], 1e-9), target, cfg.significance),
         binding=binding_shares(comps) if cfg.components == "mm" else {"var": 1.0},
         mm_gross=float(np.mean(mm / s.gross[obs, p])),
         realised_q=realised,

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -288,6 +288,8 @@ class TailModel:
     reasons: tuple[str, ...]  # the direction each was chosen for
     directions: fhs.Directions
     coverage: FloatArray  # (D,) stress coverage of each direction
+    repaired: bool = False  # the EWMA covariance needed the PSD repair
+    clipped: int = 0
 
     @property
     def horizon_cov(self) -> FloatArray:
@@ -330,7 +332,8 @@ def tail_model(
         raise ParamsError(f"k: a return index in [0, {history.returns.shape[0]}), got {k}")
     n = history.n
     h = spec.horizon
-    cov_now = repair_psd(history.cov[k], psd=psd, eig_floor=eig_floor).cov
+    now = repair_psd(history.cov[k], psd=psd, eig_floor=eig_floor)
+    cov_now = now.cov
     sigma = np.sqrt(np.diag(cov_now))
     vols_path = ewma_vols if ewma_vols is not None else np.sqrt(np.einsum("kii->ki", history.cov))
     sigma_eff, ref = effective_vols(sigma, history.returns[: k + 1], vols_path[: k + 1], spec.apc)
@@ -382,6 +385,8 @@ def tail_model(
         reasons=choice.reasons,
         directions=dirs,
         coverage=choice.coverage,
+        repaired=now.repaired,
+        clipped=now.clipped,
     )
 
 
@@ -440,6 +445,8 @@ def calibrate(
     assets: Sequence[str],
     *,
     spec: ModelSpec | None = None,
+    lam: float | None = None,
+    horizon: int | None = None,
     timestamps: IntArray | None = None,
     psd: PsdPolicy = "clip",
     eig_floor: float = EIG_FLOOR,
@@ -454,8 +461,12 @@ def calibrate(
     dust: float = 100.0,
 ) -> Calibration:
     """Risk parameters from a (T, n) price history (module docstring). `z`, when given, replaces the
-    calibrated multiplier (and the per-asset tail scaling of L)."""
+    calibrated multiplier (and the per-asset tail scaling of L). `lam` and `horizon` replace the spec's."""
     spec = spec or ModelSpec()
+    if lam is not None or horizon is not None:
+        spec = replace(
+            spec, lam=spec.lam if lam is None else lam, horizon=spec.horizon if horizon is None else horizon
+        )
     p = check_prices(prices, min_rows=spec.horizon + 2)
     if len(assets) != p.shape[1]:
         raise ParamsError(f"assets: expected {p.shape[1]} names, got {len(assets)}")
@@ -497,8 +508,8 @@ def calibrate(
         observations=int(returns.shape[0]),
         cov=history.cov[-1],
         horizon_cov=fixed.cov,
-        repaired=fixed.repaired,
-        clipped=fixed.clipped,
+        repaired=fixed.repaired or model.repaired,
+        clipped=max(fixed.clipped, model.clipped),
         shocks=model.shocks,
         scenario_names=tuple(names),
         model=model,

@@ -13,7 +13,8 @@ returns at hand). Two filters:
   day: more conservative for hedged books after correlations rose.
 
 A window is the sum of `horizon` consecutive filtered returns (overlapping windows, one ending at each
-period), so serial dependence inside the horizon is kept. The first `BURN_IN` returns only seed the EWMA.
+period), so serial dependence inside the horizon is kept. The first `BURN_IN` returns only seed the EWMA
+(fewer in a history too short to leave a window otherwise).
 
 Scenarios. At a calibration date the windows are rescaled by the current, anti-procyclical risk
 (`apc.effective_vols`): `x = chol(Sigma_eff) w` (or `sigma_eff * w` per asset), and turned into simple
@@ -108,18 +109,19 @@ def filter_history(returns: FloatArray, *, lam: float, horizon: int, filter: Fil
     T, n = r.shape
     cov = ewma_path(r, lam)
     resid = np.full((T, n), np.nan)
-    if T > BURN_IN:
-        prior = cov[BURN_IN - 1 : T - 1]  # forecast for return k is cov[k-1]
-        now = r[BURN_IN:]
+    burn = max(1, min(BURN_IN, T - horizon))  # a short history keeps at least one window
+    if burn < T:
+        prior = cov[burn - 1 : T - 1]  # forecast for return k is cov[k-1]
+        now = r[burn:]
         if filter == "vol":
             sd = np.sqrt(np.einsum("kii->ki", prior))
             with np.errstate(divide="ignore", invalid="ignore"):
-                resid[BURN_IN:] = np.where(sd > 0, now / sd, np.nan)
+                resid[burn:] = np.where(sd > 0, now / sd, np.nan)
         else:
             scale = np.einsum("kii->k", prior)[:, None, None] / n
             jitter = 1e-10 * np.where(scale > 0, scale, 1.0) * np.eye(n)[None]
             chol = np.linalg.cholesky(prior + jitter)
-            resid[BURN_IN:] = np.linalg.solve(chol, now[..., None])[..., 0]
+            resid[burn:] = np.linalg.solve(chol, now[..., None])[..., 0]
     windows = np.full((T, n), np.nan)
     if horizon <= T:
         windows[horizon - 1 :] = sum(resid[m : T - horizon + 1 + m] for m in range(horizon))

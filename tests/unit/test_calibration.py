@@ -1,5 +1,6 @@
 """Calibration: EWMA covariance (recovery within the stated sampling error), horizon scaling, Cholesky to
-WAD, the PSD repair-or-refuse rule, and stress scenarios from historical extremes."""
+WAD, the PSD repair-or-refuse rule, the FHS tail multipliers, the joint stress scenarios and the
+anti-procyclicality tools."""
 
 from __future__ import annotations
 
@@ -9,16 +10,17 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from keeper.engine import fhs
+from keeper.engine.apc import Apc, effective_vols
 from keeper.engine.calibration import (
     EIG_FLOOR,
+    ModelSpec,
     calibrate,
     ewma_covariance,
     ewma_covariance_path,
     ewma_standard_error,
     ewma_weights,
-    horizon_returns,
     repair_psd,
-    stress_scenarios,
     tail_probability,
     z_for_confidence,
 )
@@ -98,14 +100,31 @@ def test_ewma_weights_favour_recent_observations() -> None:
 
 
 @pytest.mark.parametrize("horizon", [1, 4, 10])
-def test_params_factor_the_horizon_covariance(horizon: int) -> None:
+def test_gaussian_tail_without_apc_factors_the_horizon_covariance(horizon: int) -> None:
     prices = gaussian_prices(COV, 2_000, seed=5)
-    cal = calibrate(prices, ["A", "B", "C"], horizon=horizon)
-    np.testing.assert_allclose(cal.horizon_cov, horizon * cal.cov, rtol=1e-12)
+    spec = ModelSpec.of(horizon=horizon, tail="normal", apc="none")
+    cal = calibrate(prices, ["A", "B", "C"], spec=spec)
+    np.testing.assert_allclose(cal.horizon_cov, horizon * cal.cov, rtol=1e-9)
     L = chol_matrix(cal.params.chol, 3)
     np.testing.assert_allclose(L @ L.T, cal.horizon_cov, rtol=1e-9, atol=1e-15)
     np.testing.assert_allclose(cal.vols, np.sqrt(horizon) * np.sqrt(np.diag(cal.cov)))
-    assert cal.params.z == 2_330_000_000_000_000_000 and cal.params.n == 3
+    assert cal.params.z == pytest.approx(z_for_confidence(0.99) * WAD, rel=1e-12) and cal.params.n == 3
+
+
+def test_fhs_folds_each_assets_tail_into_l() -> None:
+    """L L^T = horizon * D rho D with D = sigma_eff * z_i / z, and z = max z_i: each asset's own VaR is
+    z_i sqrt(h) sigma_eff,i."""
+    prices = gaussian_prices(COV, 2_000, seed=5)
+    cal = calibrate(prices, ["A", "B", "C"], horizon=2)
+    m = cal.model
+    assert m.tail == "fhs" and m.z == pytest.approx(float(m.z_assets.max()))
+    L = chol_matrix(cal.params.chol, 3)
+    d = np.sqrt(2) * m.sigma_eff * m.z_assets / m.z
+    np.testing.assert_allclose(L @ L.T, m.corr * np.outer(d, d), rtol=1e-8, atol=1e-15)
+    for i in range(3):
+        e = np.zeros(3)
+        e[i] = 1.0
+        assert float(m.var(e)) == pytest.approx(m.z_assets[i] * np.sqrt(2) * m.sigma_eff[i], rel=1e-9)
 
 
 def test_bad_inputs_are_refused() -> None:
@@ -132,7 +151,7 @@ def test_singular_covariance_is_clipped_to_the_floor() -> None:
     EIG_FLOOR x the largest, and risk never goes down in any direction."""
     base = gaussian_prices(COV[:2, :2], 500, seed=9)
     prices = np.column_stack([base, base[:, 0]])
-    cal = calibrate(prices, ["A", "B", "A2"])
+    cal = calibrate(prices, ["A", "B", "A2"], spec=ModelSpec.of(horizon=1, tail="normal", apc="none"))
     assert cal.repaired and cal.clipped == 1
     w = np.linalg.eigvalsh(cal.horizon_cov)
     assert w[0] == pytest.approx(EIG_FLOOR * w[-1], rel=1e-3)
@@ -174,47 +193,112 @@ def test_asymmetric_non_finite_and_zero_matrices_are_refused() -> None:
         calibrate(np.full((10, 2), 5.0), ["A", "B"])
 
 
-# ------------------------------------------------------------------------------------ scenarios
+# ------------------------------------------------------------------------------ FHS and scenarios
 
 
-def test_scenarios_from_historical_extremes_and_breakdowns() -> None:
-    prices = gaussian_prices(COV[:2, :2], 400, seed=12)
-    h = 3
-    R = horizon_returns(prices, h)
-    shocks, names = stress_scenarios(prices, h, assets=["A", "B"])
-    rows = dict(zip(names, shocks.tolist(), strict=True))
-    worst, best = R.min(axis=0), R.max(axis=0)
-    assert rows["all down at the worst single move"] == [worst.min()] * 2
-    assert rows["all up at the best single move"] == [best.max()] * 2
-    assert rows["A alone down"] == [worst[0], 0.0]
-    assert rows["B alone up"] == [0.0, best[1]]
-    assert rows["A down, B up"] == [worst[0], best[1]]
-    assert rows["B down, A up"] == [best[0], worst[1]]
-    joint = next(v for k, v in rows.items() if k.startswith("worst joint move"))
-    assert joint == R[np.argmin(R.mean(axis=1))].tolist()
-    assert any(k.startswith(("A worst window", "worst joint")) for k in rows)
-    assert len(set(map(tuple, shocks.tolist()))) == len(shocks)  # no duplicates
+def student_prices(T: int, seed: int, df: float = 3.0, n: int = 2) -> NDArray[np.float64]:
+    """Fat-tailed i.i.d. returns: Student-t(df) scaled to a 2% daily volatility, correlation 0.5."""
+    rng = np.random.default_rng(seed)
+    c = np.linalg.cholesky(np.full((n, n), 0.5) + 0.5 * np.eye(n))
+    t = rng.standard_t(df, size=(T, n)) / math.sqrt(df / (df - 2)) * 0.02
+    return 100.0 * np.exp(np.vstack([np.zeros(n), np.cumsum(t @ c.T, axis=0)]))
 
 
-def test_scenarios_are_capped_at_32_in_priority_order() -> None:
-    n = 16
+def test_fat_tails_raise_the_multiplier_above_the_gaussian_one() -> None:
+    """On Student-t(3) returns the FHS multiplier at 99% exceeds the Gaussian 2.33 (the t(3) 99% quantile
+    is 4.54 raw, 2.62 in standard deviations); on Gaussian returns it stays near 2.33."""
+    fat = calibrate(student_prices(3_000, seed=1), ["A", "B"], horizon=1, spec=ModelSpec.of(apc="none"))
+    thin = calibrate(gaussian_prices(COV[:2, :2], 3_000, seed=1), ["A", "B"], horizon=1,
+                     spec=ModelSpec.of(apc="none"))  # fmt: skip
+    assert fat.model.tail == thin.model.tail == "fhs"
+    assert np.all(fat.model.z_assets > 2.45), fat.model.z_assets
+    assert np.all(np.abs(thin.model.z_assets - 2.33) < 0.2), thin.model.z_assets
+
+
+def test_short_history_falls_back_to_the_gaussian_multiplier_and_says_so() -> None:
+    prices = gaussian_prices(COV, 80, seed=2)
+    cal = calibrate(prices, ["A", "B", "C"], horizon=2)
+    assert cal.model.tail == "normal" and cal.params.z == pytest.approx(z_for_confidence(0.99) * WAD)
+    with pytest.raises(PriceDataError, match="needs at least"):
+        calibrate(prices, ["A", "B", "C"], spec=ModelSpec.of(tail="fhs"))
+
+
+def test_scenarios_are_joint_windows_at_each_directions_confidence_rank() -> None:
+    """Every shock is one rescaled historical window of all assets together (never one asset's extreme
+    copied onto another); the shock chosen for a direction loses exactly that direction's FHS quantile,
+    and no direction's stress falls short of its quantile."""
+    prices = student_prices(1_500, seed=3)
+    cal = calibrate(prices, ["A", "B"], horizon=2)
+    m = cal.model
+    for row, window in zip(m.shocks, m.shock_windows, strict=True):
+        k = int(np.flatnonzero(m.window_ends == window)[0])
+        np.testing.assert_array_equal(row, np.clip(m.scenarios[k], -1.0, 10.0))
+    losses = -(m.scenarios @ m.directions.vectors.T)
+    q = fhs.quantile_loss(losses, 0.99)
+    stress = (-(m.shocks @ m.directions.vectors.T)).max(axis=0)
+    assert np.all(stress >= q * (1 - 1e-12))
+    for row, reason in zip(m.shocks, m.reasons, strict=True):
+        d = m.directions.names.index(reason)
+        assert -(row @ m.directions.vectors[d]) == pytest.approx(q[d], rel=1e-12)
+    assert np.all(m.coverage >= 1.0 - 1e-12)
+    assert all("(for " in name for name in cal.scenario_names)
+
+
+def test_with_many_assets_the_greedy_choice_fills_32_slots_and_measures_coverage() -> None:
+    n = 8
     rng = np.random.default_rng(1)
-    prices = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, size=(300, n)), axis=0))
-    shocks, names = stress_scenarios(prices, 1)
-    assert shocks.shape == (MAX_SCENARIOS, n) and len(names) == MAX_SCENARIOS
-    assert names[0] == "all down at the worst single move"
+    prices = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, size=(600, n)), axis=0))
     cal = calibrate(prices, [f"X{i}" for i in range(n)])
-    assert len(cal.params.shocks) == MAX_SCENARIOS
+    assert len(cal.params.shocks) == MAX_SCENARIOS == len(cal.scenario_names)
+    assert len(cal.model.directions.names) == 2 * n + n * (n - 1) + 2 > MAX_SCENARIOS
+    assert cal.model.coverage.min() > 0.6  # measured 0.8+ here; one window per slot cannot cover all 74
 
 
-def test_scenarios_use_dates_and_contract_bounds() -> None:
-    prices = np.array([[1.0, 10.0], [0.5, 10.5], [20.0, 9.0], [19.0, 9.5]])
-    stamps = np.array([0, 86_400, 2 * 86_400, 3 * 86_400], dtype=np.int64)
-    shocks, names = stress_scenarios(prices, 1, assets=["M", "N"], timestamps=stamps)
-    assert shocks.max() == 10.0  # +3900% clipped to the contract's +1000%
-    assert shocks.min() == -0.5
-    assert "best joint move (1970-01-02 -> 1970-01-03)" in names
-    assert "N worst window (1970-01-02 -> 1970-01-03)" not in names  # the same row: dropped as a duplicate
+def test_scenario_names_carry_dates_and_shocks_respect_the_contract_bounds() -> None:
+    prices = student_prices(400, seed=4)
+    prices[200:, 0] *= 30.0  # a +2900% day: rescaled it still exceeds +1000%
+    stamps = np.arange(prices.shape[0], dtype=np.int64) * 86_400
+    cal = calibrate(prices, ["M", "N"], timestamps=stamps, spec=ModelSpec.of(filter="vol", apc="none"))
+    assert cal.shocks.max() <= 10.0 and cal.shocks.min() >= -1.0
+    assert any(name.startswith("1970-") and "->" in name for name in cal.scenario_names)
+
+
+def test_filter_is_causal() -> None:
+    r = np.random.default_rng(5).normal(0, 0.02, size=(300, 2))
+    a = fhs.filter_history(r, lam=0.97, horizon=2, filter="cov")
+    r2 = r.copy()
+    r2[200:] *= 3.0
+    b = fhs.filter_history(r2, lam=0.97, horizon=2, filter="cov")
+    np.testing.assert_array_equal(a.windows[:200], b.windows[:200])
+    np.testing.assert_array_equal(a.cov[:200], b.cov[:200])
+    assert np.all(np.isnan(a.resid[: fhs.BURN_IN]))
+
+
+# ------------------------------------------------------------------------------ anti-procyclicality
+
+
+def test_apc_tools() -> None:
+    calm = np.full((400, 1), 0.01)
+    calm[::2] *= -1
+    hist = np.vstack([np.full((100, 1), 0.05), calm])  # a stressed start, then calm
+    ewma = np.sqrt(np.einsum("kii->ki", fhs.ewma_path(hist, 0.97)))
+    sigma = ewma[-1]
+    long_run = np.sqrt(np.mean(hist**2))
+    floor, ref = effective_vols(sigma, hist, ewma, Apc("floor"))
+    assert ref[0] == pytest.approx(long_run) and floor[0] == pytest.approx(max(sigma[0], long_run))
+    buf, _ = effective_vols(sigma, hist, ewma, Apc("buffer", 0.25))
+    assert buf[0] == pytest.approx(1.25 * sigma[0])  # calm: the buffer is on
+    hot = np.array([3 * long_run])
+    released, _ = effective_vols(hot, hist, ewma, Apc("buffer", 0.25))
+    assert released[0] == pytest.approx(hot[0])  # stress: released
+    stressed, peak = effective_vols(sigma, hist, ewma, Apc("stressed", 0.25))
+    assert stressed[0] == pytest.approx(math.sqrt(0.75 * sigma[0] ** 2 + 0.25 * peak[0] ** 2))
+    none, _ = effective_vols(sigma, hist, ewma, Apc("none"))
+    assert none[0] == sigma[0]
+    with pytest.raises(ParamsError, match=r"apc\.weight"):
+        Apc("buffer", 0.1)
+    with pytest.raises(ParamsError, match=r"apc\.tool"):
+        Apc("wild")  # type: ignore[arg-type]
 
 
 def test_confidence_helpers() -> None:

@@ -77,7 +77,8 @@ def daily_path(days: int, cov: np.ndarray = COV, seed: int = 7) -> tuple[np.ndar
 def test_known_covariance_is_recovered_and_scalars_kept() -> None:
     stamps, prices = daily_path(4000)
     cur = current_params()
-    cfg = RecalibrationSettings(lookback=4000, lam=0.999, horizon=1)
+    # the Gaussian tail without anti-procyclicality and z given: L is the plain EWMA factor
+    cfg = RecalibrationSettings(lookback=4000, lam=0.999, horizon=1, tail="normal", apc="none", z=2.33)
     prop = recalibrate(prices, stamps, cur, cfg, assets=ASSETS)
     cal = prop.calibration
     assert cal is not None and cal.observations == 3999
@@ -108,11 +109,16 @@ def test_known_covariance_is_recovered_and_scalars_kept() -> None:
 def test_horizon_scaling_and_recomputed_scalars() -> None:
     stamps, prices = daily_path(3000)
     cur = current_params()
-    cfg = RecalibrationSettings(lookback=3000, lam=0.999, horizon=4, confidence=0.99, keep_scalars=False)
+    cfg = RecalibrationSettings(
+        lookback=3000, lam=0.999, horizon=4, confidence=0.99, keep_scalars=False, tail="normal", apc="none"
+    )
     prop = recalibrate(prices, stamps, cur, cfg, assets=ASSETS)
     assert prop.calibration is not None
     np.testing.assert_allclose(prop.calibration.vols, 2 * VOLS, rtol=0.06)
-    assert prop.new.z == 2_326_348 * 10**12  # the 99% quantile, 6 decimals
+    assert prop.new.z == pytest.approx(2.326348 * WAD, rel=1e-6)  # the Gaussian 99% quantile
+    fhs = recalibrate(prices, stamps, cur, RecalibrationSettings(lookback=3000), assets=ASSETS)
+    assert fhs.calibration is not None and fhs.calibration.model.tail == "fhs"
+    assert fhs.new.z == pytest.approx(fhs.calibration.model.z * WAD, rel=1e-12)  # the FHS multiplier
     assert prop.new.im_factor == 1_250_000_000_000_000_000  # calibration defaults
     assert prop.new.oracles == cur.oracles
     explicit = recalibrate(prices, stamps, cur, RecalibrationSettings(lookback=3000, z=3.1), assets=ASSETS)
@@ -133,7 +139,9 @@ def test_block_observations_are_resampled_to_the_interval() -> None:
         * np.sqrt(np.diff(stamps) / 3600.0)[:, None]
     )
     prices = np.array([2000.0, 60000.0]) * np.exp(np.vstack([np.zeros(2), np.cumsum(steps, axis=0)]))
-    cfg = RecalibrationSettings(interval_s=3600, lookback=hours, min_observations=100, lam=0.999)
+    cfg = RecalibrationSettings(
+        interval_s=3600, lookback=hours, min_observations=100, lam=0.999, horizon=1, tail="normal", apc="none"
+    )
     grid, _ = resample(stamps, prices, cfg)
     assert len(grid) == hours and grid[-1] == stamps[-1]
     assert np.all(np.diff(grid) == 3600)
@@ -525,4 +533,4 @@ def test_keep_scenarios_recomputes_only_l() -> None:
     cur = current_params()
     prop = recalibrate(prices, stamps, cur, RecalibrationSettings(lookback=300, keep_scenarios=True))
     assert prop.new.shocks == cur.shocks and prop.new.chol != cur.chol
-    assert replace(prop.new, chol=cur.chol) == cur
+    assert replace(prop.new, chol=cur.chol, z=cur.z) == cur  # z is part of the tail model (FHS)

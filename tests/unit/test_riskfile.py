@@ -37,7 +37,7 @@ def calibration_file() -> tuple[RiskFile, RiskParams]:
     r = rng.multivariate_normal(np.zeros(3), cov, size=300)
     prices = 100 * np.exp(np.vstack([np.zeros(3), np.cumsum(r, axis=0)]))
     stamps = np.arange(301, dtype=np.int64) * 86_400
-    cal = calibrate(prices, ["WETH", "WBTC", "SOL"], timestamps=stamps)
+    cal = calibrate(prices, ["WETH", "WBTC", "SOL"], timestamps=stamps, z=2.33)
     rf = RiskFile.from_calibration(cal, source="test", interval=86_400, start=0, end=300 * 86_400)
     return rf, cal.params
 
@@ -64,7 +64,7 @@ def test_round_trip_through_a_file_is_exact(tmp_path: Path, name: str, wad_ints:
     again = load_risk_file(path)
     assert again == rf
     assert again.to_params() == params
-    assert again.lam == 0.94 and again.horizon == 1 and again.interval == 86_400
+    assert again.lam == 0.97 and again.horizon == 2 and again.interval == 86_400
     assert again.date_range is not None and again.date_range.start == "1970-01-01"
     assert again.scenarios is not None and len(again.scenarios) == len(params.shocks)
 
@@ -72,7 +72,7 @@ def test_round_trip_through_a_file_is_exact(tmp_path: Path, name: str, wad_ints:
 def test_written_yaml_uses_exact_decimal_strings() -> None:
     rf, _ = calibration_file()
     data = yaml.safe_load(dump_risk_text(rf))
-    assert data["z"] == "2.33" and data["dust"] == "100" and data["lambda"] == 0.94
+    assert data["z"] == "2.33" and data["dust"] == "100" and data["lambda"] == 0.97
     assert len(data["chol"]) == 3 and [len(row) for row in data["chol"]] == [1, 2, 3]
 
 
