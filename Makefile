@@ -35,7 +35,7 @@ NODE_STAMP := $(ROOT)/node_modules/.stamp-node-$(NODE_KEY)
 
 SLITHER_FILTER := node_modules/|contracts/mocks/|contracts/\.cache/|tests/|test/
 
-.PHONY: help setup compile test test-forge test-py demo gas bench lint slither clean distclean
+.PHONY: help setup compile test test-forge test-py demo gas bench backtest lint slither clean distclean
 
 help:
 	@echo "make setup    create .venv (requirements.lock + editable project), npm ci, link solc shim/anvil/forge"
@@ -44,6 +44,7 @@ help:
 	@echo "make demo     the demo scenario on a local chain it starts and stops (-> reports/demo/report.md)"
 	@echo "make gas      python scripts/gas_report.py  (-> reports/gas.json)"
 	@echo "make bench    engine, keeper and simulator benchmarks (-> reports/bench/*.json)"
+	@echo "make backtest margin backtest on real BTC/ETH(/LTC) history (-> reports/backtest/)"
 	@echo "make lint     ruff check + mypy keeper sim"
 	@echo "make slither  slither over contracts/ (via forge + solc shim); fails on medium/high findings"
 
@@ -105,6 +106,12 @@ bench: compile
 	python scripts/bench_engine.py
 	python scripts/bench_keeper.py
 	python scripts/bench_sim.py
+
+# --targets exits 1 when a coverage/capital/stability target is missed: print it, keep both reports
+backtest: setup
+	@mkdir -p reports/backtest
+	python -m keeper.backtest --real --targets --json reports/backtest/btc_eth.json --plots reports/backtest/btc_eth || true
+	python -m keeper.backtest --real --assets BTC,ETH,LTC --targets --json reports/backtest/btc_eth_ltc.json --plots reports/backtest/btc_eth_ltc || true
 
 lint: setup
 	ruff check .
