@@ -10,15 +10,29 @@ Definitions (all USD unless stated):
 - bad debt of a path = deficits of accounts closed insolvent (E < 0 after closure: covered by the
   insurance fund or socialised) + latent bad debt (negative equity of accounts still open at the end).
   Over P paths, sorted ascending L(1) <= ... <= L(P): VaR_q = L(ceil(q P)) and ES_q = the mean of
-  L(ceil(q P)) .. L(P) (so ES_q >= VaR_q; with one path both are that path's bad debt).
+  L(ceil(q P)) .. L(P) (so ES_q >= VaR_q; with one path both are that path's bad debt). With fewer than
+  MIN_TAIL_PATHS paths they are only the worst path(s), not a tail estimate: the report says so
+  (`bad_debt.tail_caveat`).
 - within the bad-debt limit: VaR_0.99 <= bad_debt_limit_usd.
 - insurance-fund drawdown: max over t of (running peak - fund), and that over the peak.
 - liquidation volume: gross notional of the slices taken; latency: blocks from the first block of the
   breach episode (E < MM) to the liquidation's block.
 - keeper PnL = penalties kept (penalty - insurance share) - gas (all sent transactions, reverted ones
-  included) + inventory PnL on the positions inherited (when the runner marks them).
-- margin breaches: accounts with E < MM at some step; and accounts whose equity went negative.
-- capital efficiency = sum of isolated MM / sum of cross MM at t0 (> 1: netting frees capital).
+  included) + inventory PnL on the positions inherited (marked at the true prices, net of the price
+  impact the hedges paid: sim/unwind.py).
+- margin breaches: accounts with E < MM at some step (at the on-chain prices of a price block).
+- two nested account counts, one for each question:
+  `margin_breaches.accounts_negative_equity`: accounts whose equity went below zero at some point: E < 0
+  at a recorded step, or a closure that left a deficit (the penalty took E below zero), or E < 0 at the end;
+  `bad_debt.accounts_with_bad_debt`: those of them that left bad debt: closed with a deficit, or still
+  open with E < 0 at the end (an account whose equity went negative and came back left none).
+  So accounts_with_bad_debt <= accounts_negative_equity, always.
+- capital efficiency = sum of isolated MM / sum of cross MM (> 1: netting frees capital): at t0 (`ratio`,
+  from the books as opened) and averaged over the run (`average_ratio`: the mean over the recorded steps of
+  the book's isolated / cross MM, from the keeper's screen of each price block; `average_*_mm_usd` the
+  means of the two totals).
+- failed paths: a chain run that failed (an RPC timeout, a node that died) after its retries is listed in
+  `failed_paths` and left out of every figure; `paths` counts the runs that completed.
 Headline figures are those of path 0 (the path plotted); `montecarlo` summarises all paths.
 """
 
@@ -43,6 +57,7 @@ BoolArray = NDArray[np.bool_]
 
 HEALTH_QUANTILES: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
 TAIL_LEVELS = (0.95, 0.99)
+MIN_TAIL_PATHS = 20  # fewer paths than this: VaR / ES of bad debt are the worst path(s), with a caveat
 MAX_LISTED = 50  # account ids listed in the report per category
 
 # ------------------------------------------------------------------------------------ records
@@ -124,6 +139,16 @@ class Missed:
 
 
 @dataclass(frozen=True)
+class FailedPath:
+    """A chain run that failed after `attempts` tries (the last error's text); left out of the figures."""
+
+    variant: str
+    path: int
+    attempts: int
+    error: str
+
+
+@dataclass(frozen=True)
 class KeeperRecord:
     keeper: int
     sent: int  # liquidation transactions sent
@@ -131,7 +156,9 @@ class KeeperRecord:
     gas_used: int  # all sent transactions, reverted ones included
     gas_usd: float
     rewards_usd: float  # penalties kept
-    inventory_pnl_usd: float = 0.0  # mark-to-market of inherited positions, when the runner marks it
+    inventory_pnl_usd: float = 0.0  # inherited positions marked at the true prices (sim/unwind.py)
+    hedged_usd: float = 0.0  # notional of inherited perps hedged (at the true price)
+    impact_cost_usd: float = 0.0  # paid in price impact on those hedges
 
 
 @dataclass(frozen=True, eq=False)
@@ -159,6 +186,8 @@ class RunRecord:
     capital: CapitalSnapshot
     latent_bad_debt_usd: float = 0.0
     notes: tuple[str, ...] = field(default=())
+    negative_at_end: tuple[int, ...] = ()  # accounts with E < 0 at the end (exact, from the chain)
+    insurance_seed_usd: float = 0.0  # deposited into the insurance fund at setup (scenario field)
 
     @property
     def accounts(self) -> int:
@@ -279,7 +308,7 @@ class BadDebt(_Out):
     covered_by_fund_usd: float
     socialised_usd: float
     latent_usd: float
-    insolvent_accounts: int
+    accounts_with_bad_debt: int  # closed with a deficit, or open with E < 0 at the end (module docstring)
     paths: int
     mean_usd: float
     max_usd: float
@@ -290,9 +319,11 @@ class BadDebt(_Out):
     limit_usd: float | None
     within_limit: bool | None
     per_path_usd: list[float]
+    tail_caveat: str | None = None  # set when paths < MIN_TAIL_PATHS
 
 
 class InsuranceFund(_Out):
+    seeded_usd: float = 0.0  # the scenario's insurance_fund_usd, deposited at setup
     start_usd: float
     end_usd: float
     min_usd: float
@@ -340,6 +371,9 @@ class KeeperTotals(_Out):
     gas_usd: float
     rewards_usd: float
     pnl_usd: float
+    inventory_pnl_usd: float = 0.0
+    hedged_usd: float = 0.0
+    impact_cost_usd: float = 0.0
 
 
 class Keeper(_Out):
@@ -353,11 +387,15 @@ class Keeper(_Out):
     inventory_pnl_usd: float
     pnl_usd: float
     per_keeper: list[KeeperTotals]
+    hedged_usd: float = 0.0  # inherited perps hedged, at the true price
+    impact_cost_usd: float = 0.0  # paid in price impact on those hedges (part of inventory_pnl_usd)
 
 
 class MarginBreaches(_Out):
     accounts_below_mm: int
-    accounts_negative_equity: int
+    accounts_negative_equity: (
+        int  # E < 0 at some point (module docstring); >= bad_debt.accounts_with_bad_debt
+    )
     share_below_mm: float
     max_liquidatable_at_once: int
     by_cohort: dict[str, int]
@@ -371,11 +409,14 @@ class CohortCapital(_Out):
 
 
 class CapitalEfficiency(_Out):
-    cross_mm_usd: float
-    isolated_mm_usd: float
-    ratio: float | None  # isolated / cross
+    cross_mm_usd: float  # at t0
+    isolated_mm_usd: float  # at t0
+    ratio: float | None  # isolated / cross at t0
     saved_usd: float
     by_cohort: list[CohortCapital]
+    average_cross_mm_usd: float | None = None  # over the recorded steps
+    average_isolated_mm_usd: float | None = None
+    average_ratio: float | None = None  # mean over the steps of isolated / cross
 
 
 class MonteCarloSummary(_Out):
@@ -400,6 +441,15 @@ class VariantRow(_Out):
     cross_mm_usd: float
     capital_ratio: float | None
     within_limit: bool | None
+    capital_ratio_average: float | None = None
+    paths: int = 1
+
+
+class FailedRun(_Out):
+    variant: str
+    path: int
+    attempts: int
+    error: str
 
 
 class SimReport(_Out):
@@ -429,6 +479,7 @@ class SimReport(_Out):
     montecarlo: MonteCarloSummary
     comparison: list[VariantRow]
     notes: list[str]
+    failed_paths: list[FailedRun] = []
 
 
 # ------------------------------------------------------------------------------------ summaries
@@ -458,6 +509,30 @@ def _moves(rec: RunRecord) -> list[AssetMove]:
     return out
 
 
+def tail_caveat(paths: int) -> str | None:
+    """The caveat on VaR / ES of bad debt from fewer than MIN_TAIL_PATHS paths (None from enough)."""
+    if paths >= MIN_TAIL_PATHS:
+        return None
+    return (
+        f"VaR and ES of bad debt from {paths} path{'' if paths == 1 else 's'} (fewer than {MIN_TAIL_PATHS}): "
+        "they are the worst path(s), not an estimate of the 5% or 1% tail"
+    )
+
+
+def accounts_with_bad_debt(rec: RunRecord) -> set[int]:
+    """Accounts that left bad debt: closed with a deficit, or open with E < 0 at the end (docstring)."""
+    out = {lq.account for lq in rec.liquidations if lq.deficit_usd > 0}
+    out |= set(rec.negative_at_end)
+    out |= {m.account for m in rec.missed if m.equity_usd < 0}  # records made before negative_at_end
+    return out
+
+
+def accounts_negative_equity(rec: RunRecord) -> set[int]:
+    """Accounts whose equity went below zero at some point: at a recorded step, in a closure that left a
+    deficit, or at the end (a superset of `accounts_with_bad_debt`)."""
+    return {b.account for b in rec.breaches if b.insolvent_step is not None} | accounts_with_bad_debt(rec)
+
+
 def _bad_debt(records: Sequence[RunRecord], limit: float | None) -> BadDebt:
     rec = records[0]
     per_path = [r.bad_debt_usd for r in records]
@@ -465,15 +540,13 @@ def _bad_debt(records: Sequence[RunRecord], limit: float | None) -> BadDebt:
     var99, es99 = tail_risk(per_path, 0.99)
     deficit = float(rec.series.bad_debt[-1])
     social = float(rec.series.socialised[-1])
-    insolvent = {lq.account for lq in rec.liquidations if lq.deficit_usd > 0}
-    insolvent |= {m.account for m in rec.missed if m.equity_usd < 0}
     return BadDebt(
         total_usd=rec.bad_debt_usd,
         deficit_usd=deficit,
         covered_by_fund_usd=deficit - social,
         socialised_usd=social,
         latent_usd=rec.latent_bad_debt_usd,
-        insolvent_accounts=len(insolvent),
+        accounts_with_bad_debt=len(accounts_with_bad_debt(rec)),
         paths=len(records),
         mean_usd=float(np.mean(per_path)),
         max_usd=float(np.max(per_path)),
@@ -484,6 +557,7 @@ def _bad_debt(records: Sequence[RunRecord], limit: float | None) -> BadDebt:
         limit_usd=limit,
         within_limit=None if limit is None else var99 <= limit,
         per_path_usd=per_path,
+        tail_caveat=tail_caveat(len(records)),
     )
 
 
@@ -492,6 +566,7 @@ def _insurance(rec: RunRecord) -> InsuranceFund:
     dd, pct = max_drawdown(fund)
     deficit = float(rec.series.bad_debt[-1])
     return InsuranceFund(
+        seeded_usd=rec.insurance_seed_usd,
         start_usd=float(fund[0]),
         end_usd=float(fund[-1]),
         min_usd=float(fund.min()),
@@ -558,6 +633,9 @@ def _keeper(rec: RunRecord) -> Keeper:
             gas_usd=k.gas_usd,
             rewards_usd=k.rewards_usd,
             pnl_usd=k.rewards_usd - k.gas_usd + k.inventory_pnl_usd,
+            inventory_pnl_usd=k.inventory_pnl_usd,
+            hedged_usd=k.hedged_usd,
+            impact_cost_usd=k.impact_cost_usd,
         )
         for k in ks
     ]
@@ -576,6 +654,8 @@ def _keeper(rec: RunRecord) -> Keeper:
         inventory_pnl_usd=inventory,
         pnl_usd=rewards - gas_usd + inventory,
         per_keeper=per,
+        hedged_usd=float(sum(k.hedged_usd for k in ks)),
+        impact_cost_usd=float(sum(k.impact_cost_usd for k in ks)),
     )
 
 
@@ -583,7 +663,7 @@ def _breaches(rec: RunRecord) -> MarginBreaches:
     below = len(rec.breaches)
     return MarginBreaches(
         accounts_below_mm=below,
-        accounts_negative_equity=sum(b.insolvent_step is not None for b in rec.breaches),
+        accounts_negative_equity=len(accounts_negative_equity(rec)),
         share_below_mm=below / rec.accounts if rec.accounts else 0.0,
         max_liquidatable_at_once=int(rec.series.liquidatable.max()) if rec.series.rows else 0,
         by_cohort=_by_cohort(rec, [b.account for b in rec.breaches]),
@@ -594,9 +674,20 @@ def _ratio(iso: float, cross: float) -> float | None:
     return iso / cross if cross > 0 else None
 
 
+def average_capital(series: StepSeries) -> tuple[float | None, float | None, float | None]:
+    """(mean cross MM, mean isolated MM, mean of isolated / cross) over the steps with cross MM > 0."""
+    cross = np.asarray(series.cross_mm, dtype=np.float64)
+    iso = np.asarray(series.isolated_mm, dtype=np.float64)
+    live = cross > 0
+    if not np.any(live):
+        return None, None, None
+    return float(cross[live].mean()), float(iso[live].mean()), float(np.mean(iso[live] / cross[live]))
+
+
 def _capital(rec: RunRecord) -> CapitalEfficiency:
     cap = rec.capital
     cross, iso = float(cap.cross_mm.sum()), float(cap.isolated_mm.sum())
+    avg_cross, avg_iso, avg_ratio = average_capital(rec.series)
     return CapitalEfficiency(
         cross_mm_usd=cross,
         isolated_mm_usd=iso,
@@ -606,6 +697,9 @@ def _capital(rec: RunRecord) -> CapitalEfficiency:
             CohortCapital(cohort=label, cross_mm_usd=float(c), isolated_mm_usd=float(i), ratio=_ratio(i, c))
             for label, c, i in zip(cap.labels, cap.cross_mm, cap.isolated_mm, strict=True)
         ],
+        average_cross_mm_usd=avg_cross,
+        average_isolated_mm_usd=avg_iso,
+        average_ratio=avg_ratio,
     )
 
 
@@ -631,6 +725,7 @@ def summarise(
     description: str = "",
     bad_debt_limit_usd: float | None = None,
     comparison: Sequence[VariantRow] = (),
+    failed: Sequence[FailedPath] = (),
 ) -> SimReport:
     """The report of one parameter set over its Monte Carlo paths (headline figures: path 0)."""
     if not records:
@@ -662,6 +757,7 @@ def summarise(
         montecarlo=_montecarlo(recs),
         comparison=list(comparison),
         notes=list(rec.notes),
+        failed_paths=summarise_failures(failed),
     )
 
 
@@ -677,7 +773,13 @@ def variant_row(report: SimReport) -> VariantRow:
         cross_mm_usd=report.capital_efficiency.cross_mm_usd,
         capital_ratio=report.capital_efficiency.ratio,
         within_limit=report.bad_debt.within_limit,
+        capital_ratio_average=report.capital_efficiency.average_ratio,
+        paths=report.paths,
     )
+
+
+def summarise_failures(failed: Sequence[FailedPath]) -> list[FailedRun]:
+    return [FailedRun(variant=f.variant, path=f.path, attempts=f.attempts, error=f.error) for f in failed]
 
 
 @dataclass(frozen=True, eq=False)
@@ -697,18 +799,27 @@ def build_result(
     base: str = "base",
     description: str = "",
     bad_debt_limit_usd: float | None = None,
+    failed: Sequence[FailedPath] = (),
 ) -> SimResult:
     """Reports for every parameter set in `runs` (name -> its paths' records); the comparison table lists
-    them all (base first) when there is more than one."""
+    them all (base first) when there is more than one. `failed`: the chain runs that failed after their
+    retries; each set's report lists its own, the base report every one (a set none of whose paths
+    completed has no report and no row)."""
+    runs = {name: recs for name, recs in runs.items() if recs}
     if base not in runs:
         raise ValueError(f"build_result: no records for the base parameter set {base!r}")
     reports = {
-        name: summarise(recs, description=description, bad_debt_limit_usd=bad_debt_limit_usd)
+        name: summarise(
+            recs,
+            description=description,
+            bad_debt_limit_usd=bad_debt_limit_usd,
+            failed=[f for f in failed if f.variant == name],
+        )
         for name, recs in runs.items()
     }
     order = [base, *(k for k in runs if k != base)]
     rows = [variant_row(reports[k]) for k in order] if len(runs) > 1 else []
-    head = reports[base].model_copy(update={"comparison": rows})
+    head = reports[base].model_copy(update={"comparison": rows, "failed_paths": summarise_failures(failed)})
     return SimResult(
         report=head,
         records=tuple(sorted(runs[base], key=lambda r: r.path)),

@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from sim.metrics import HEALTH_QUANTILES, RunRecord, SimReport, SimResult
+from sim.metrics import HEALTH_QUANTILES, RunRecord, SimReport, SimResult, tail_caveat
 
 PLOTS = ("prices", "health", "liquidations", "insurance_fund", "bad_debt", "margin")
 
@@ -65,7 +65,8 @@ def narrative(r: SimReport) -> list[str]:
     b, lq, lat = r.margin_breaches, r.liquidations, r.latency_blocks
     out.append(
         f"Of {r.accounts} accounts, {b.accounts_below_mm} ({b.share_below_mm * 100:.0f}%) fell below "
-        f"maintenance margin at some point and {b.accounts_negative_equity} went into negative equity; "
+        f"maintenance margin at some point and {b.accounts_negative_equity} went into negative equity "
+        f"({r.bad_debt.accounts_with_bad_debt} of them left bad debt); "
         f"at most {b.max_liquidatable_at_once} were liquidatable at once."
     )
     if lq.count:
@@ -103,21 +104,40 @@ def narrative(r: SimReport) -> list[str]:
         out.append(
             f"Over {d.paths} Monte Carlo paths the bad debt averaged {usd(d.mean_usd)}; VaR 99% "
             f"{usd(d.var_99_usd)}, expected shortfall 99% {usd(d.es_99_usd)}, worst path {usd(d.max_usd)}."
+            + (f" Caveat: {d.tail_caveat}." if d.tail_caveat else "")
+        )
+    if r.failed_paths:
+        out.append(
+            f"{_plural(len(r.failed_paths), 'chain run')} failed after retries and "
+            f"{'is' if len(r.failed_paths) == 1 else 'are'} left out of every figure (see Failed runs)."
         )
     if d.limit_usd is not None:
         verdict = "stayed within" if d.within_limit else "EXCEEDED"
         out.append(
-            f"Against the bad-debt limit of {usd(d.limit_usd)} (VaR 99%), these parameters {verdict} it."
+            f"Against the bad-debt limit of {usd(d.limit_usd)} (VaR 99%), these parameters {verdict} it"
+            + (
+                f" (VaR 99% from only {_plural(d.paths, 'path')}: the worst path, not a tail estimate)."
+                if d.tail_caveat
+                else "."
+            )
         )
     c = r.capital_efficiency
     out.append(
-        f"Netting: the book needs {usd(c.cross_mm_usd)} of maintenance margin cross-margined against "
-        f"{usd(c.isolated_mm_usd)} isolated ({_num(c.ratio, '.2f')}x, {usd(c.saved_usd)} freed)."
+        f"Netting: at the start the book needs {usd(c.cross_mm_usd)} of maintenance margin cross-margined "
+        f"against {usd(c.isolated_mm_usd)} isolated ({_num(c.ratio, '.2f')}x, {usd(c.saved_usd)} freed)"
+        + (
+            f"; averaged over the run, {usd(c.average_cross_mm_usd)} against "
+            f"{usd(c.average_isolated_mm_usd)} ({_num(c.average_ratio, '.2f')}x)."
+            if c.average_ratio is not None
+            else "."
+        )
     )
     k = r.keeper
     out.append(
         f"{_plural(k.keepers, 'keeper')} sent {_plural(k.sent, 'transaction')} ({k.failed} failed), spent "
-        f"{usd(k.gas_usd)} on gas and kept {usd(k.rewards_usd)} of penalties: PnL {usd(k.pnl_usd)}."
+        f"{usd(k.gas_usd)} on gas and kept {usd(k.rewards_usd)} of penalties; their inherited inventory "
+        f"made {usd(k.inventory_pnl_usd)} (hedges of {usd(k.hedged_usd)} paid {usd(k.impact_cost_usd)} in "
+        f"price impact): PnL {usd(k.pnl_usd)}."
     )
     return out
 
@@ -138,16 +158,23 @@ def markdown(r: SimReport, plots: list[str]) -> str:
         lines += ["## Parameter sets compared", ""]
         limit = r.bad_debt.limit_usd
         lines += _table(
-            ["parameter set", "bad debt", "VaR 99%", "ES 99%", "liquidations", "missed", "fund drawdown",
-             "cross MM", "isolated/cross", f"within limit ({usd(limit)})"],
+            ["parameter set", "paths", "bad debt", "VaR 99%", "ES 99%", "liquidations", "missed",
+             "fund drawdown", "cross MM", "isolated/cross (t0)", "isolated/cross (average)",
+             f"within limit ({usd(limit)})"],
             [
-                [v.name, usd(v.bad_debt_usd), usd(v.bad_debt_var_99_usd), usd(v.bad_debt_es_99_usd),
-                 str(v.liquidations), str(v.missed), usd(v.insurance_drawdown_usd), usd(v.cross_mm_usd),
-                 _num(v.capital_ratio, ".2f"),
+                [v.name, str(v.paths), usd(v.bad_debt_usd), usd(v.bad_debt_var_99_usd),
+                 usd(v.bad_debt_es_99_usd), str(v.liquidations), str(v.missed), usd(v.insurance_drawdown_usd),
+                 usd(v.cross_mm_usd), _num(v.capital_ratio, ".2f"), _num(v.capital_ratio_average, ".2f"),
                  "n/a" if v.within_limit is None else ("yes" if v.within_limit else "**no**")]
                 for v in r.comparison
             ],
         )  # fmt: skip
+        few = [v for v in r.comparison if tail_caveat(v.paths)]
+        if few:
+            lines += [
+                f"Caveat: {tail_caveat(min(v.paths for v in few))} (sets: {', '.join(v.name for v in few)}).",
+                "",
+            ]
         kept = [v.name for v in r.comparison if v.within_limit]
         if limit is not None:
             lines += [f"Within the limit: {', '.join(kept) if kept else 'none'}.", ""]
@@ -164,13 +191,22 @@ def markdown(r: SimReport, plots: list[str]) -> str:
         [["bad debt (path 0)", usd(d.total_usd)],
          ["  covered by the insurance fund", usd(d.covered_by_fund_usd)],
          ["  socialised", usd(d.socialised_usd)], ["  latent (open negative equity)", usd(d.latent_usd)],
-         ["insolvent accounts", str(d.insolvent_accounts)], ["paths", str(d.paths)],
-         ["bad debt VaR 95% / 99%", f"{usd(d.var_95_usd)} / {usd(d.var_99_usd)}"],
-         ["bad debt ES 95% / 99%", f"{usd(d.es_95_usd)} / {usd(d.es_99_usd)}"],
+         ["accounts with bad debt (closed with a deficit, or E < 0 at the end)",
+          str(d.accounts_with_bad_debt)],
+         ["accounts whose equity went below zero at some point",
+          str(r.margin_breaches.accounts_negative_equity)],
+         ["paths", str(d.paths) + (f" ({len(r.failed_paths)} failed)" if r.failed_paths else "")],
+         ["bad debt VaR 95% / 99%" + (" (*)" if d.tail_caveat else ""),
+          f"{usd(d.var_95_usd)} / {usd(d.var_99_usd)}"],
+         ["bad debt ES 95% / 99%" + (" (*)" if d.tail_caveat else ""),
+          f"{usd(d.es_95_usd)} / {usd(d.es_99_usd)}"],
+         ["insurance fund seeded at setup", usd(f.seeded_usd)],
          ["insurance fund start / end / min", f"{usd(f.start_usd)} / {usd(f.end_usd)} / {usd(f.min_usd)}"],
          ["insurance fund inflow / paid out", f"{usd(f.inflow_usd)} / {usd(f.paid_out_usd)}"],
          ["insurance fund max drawdown", f"{usd(f.max_drawdown_usd)} ({pct(f.max_drawdown_pct)})"]],
     )  # fmt: skip
+    if d.tail_caveat:
+        lines += [f"(*) {d.tail_caveat}.", ""]
     lines += ["## Liquidations", ""]
     lines += _table(
         ["metric", "value"],
@@ -194,12 +230,28 @@ def markdown(r: SimReport, plots: list[str]) -> str:
     k = r.keeper
     lines += ["## Keepers", ""]
     lines += _table(
-        ["keeper", "sent", "succeeded", "gas used", "gas", "penalties kept", "PnL"],
+        ["keeper", "sent", "succeeded", "gas used", "gas", "penalties kept", "inventory PnL", "hedged",
+         "price impact paid", "PnL"],
         [[str(x.keeper), str(x.sent), str(x.succeeded), f"{x.gas_used:,}", usd(x.gas_usd), usd(x.rewards_usd),
-          usd(x.pnl_usd)] for x in k.per_keeper]
+          usd(x.inventory_pnl_usd), usd(x.hedged_usd), usd(x.impact_cost_usd), usd(x.pnl_usd)]
+         for x in k.per_keeper]
         + [["all", str(k.sent), str(k.succeeded), f"{k.gas_used:,}", usd(k.gas_usd), usd(k.rewards_usd),
-            usd(k.pnl_usd)]],
+            usd(k.inventory_pnl_usd), usd(k.hedged_usd), usd(k.impact_cost_usd), usd(k.pnl_usd)]],
     )  # fmt: skip
+    if r.failed_paths:
+        lines += [
+            "## Failed runs",
+            "",
+            "Chain runs that failed after their retries; no figure above includes them.",
+            "",
+        ]
+        lines += _table(
+            ["parameter set", "path", "attempts", "last error"],
+            [
+                [f.variant, str(f.path), str(f.attempts), f.error.replace("|", "/")[:300]]
+                for f in r.failed_paths
+            ],
+        )
     if r.notes:
         lines += ["## Notes", "", *(f"- {n}" for n in r.notes), ""]
     lines += ["## Plots", "", *(f"![{p}]({p}.png)" for p in plots), ""]

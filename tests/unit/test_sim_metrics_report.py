@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from sim.metrics import (
 from sim.oracle import FeedUpdates, scenario_feeds
 from sim.paths import PricePaths, price_paths
 from sim.population import build_population
-from sim.report import PLOTS, markdown, usd, write_report
+from sim.report import PLOTS, markdown, narrative, usd, write_report
 from sim.scenario import Scenario, load_scenario, risk_params
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -274,3 +275,65 @@ def test_usd_format() -> None:
     ]  # fmt: skip
     with pytest.raises(ValueError, match="base"):
         build_result({"other": []})
+
+
+# ------------------------------------------------------------------- caveats, averages, definitions
+
+
+def test_tail_risk_of_few_paths_carries_a_caveat(
+    tmp_path: Path, demo_runs: tuple[Scenario, dict[str, list[RunRecord]]]
+) -> None:
+    _, runs = demo_runs
+    few = summarise(runs["base"])  # 4 paths
+    assert few.bad_debt.tail_caveat is not None and "4 paths (fewer than 20)" in few.bad_debt.tail_caveat
+    md = write_report(build_result({"base": runs["base"]}), tmp_path / "few")["md"].read_text()
+    assert "Caveat: VaR and ES of bad debt from 4 paths" in md and "(*) VaR and ES" in md
+    many = [replace(runs["base"][k % 4], path=k) for k in range(20)]
+    assert summarise(many).bad_debt.tail_caveat is None
+    md = write_report(build_result({"base": many}), tmp_path / "many")["md"].read_text()
+    assert "fewer than 20" not in md and "(*)" not in md
+
+
+def test_capital_efficiency_is_averaged_over_the_run(
+    demo_runs: tuple[Scenario, dict[str, list[RunRecord]]],
+) -> None:
+    _, runs = demo_runs
+    rec = runs["base"][0]
+    cross = np.linspace(100.0, 50.0, rec.series.rows)
+    iso = cross * np.linspace(3.0, 1.0, rec.series.rows)
+    cross[0] = 0.0  # a row without margin (nothing screened yet) does not count
+    rec = replace(rec, series=replace(rec.series, cross_mm=cross, isolated_mm=iso))
+    c = summarise([rec]).capital_efficiency
+    live = cross > 0
+    assert c.average_ratio == pytest.approx(float(np.mean(iso[live] / cross[live])))
+    assert c.average_cross_mm_usd == pytest.approx(float(cross[live].mean()))
+    assert c.average_isolated_mm_usd == pytest.approx(float(iso[live].mean()))
+    assert c.ratio is not None and c.ratio != c.average_ratio  # t0 stays the books as opened
+    assert build_result({"base": [rec], "b": [rec]}).report.comparison[0].capital_ratio_average == (
+        c.average_ratio
+    )
+
+
+def test_negative_equity_and_bad_debt_accounts_are_nested(
+    demo_runs: tuple[Scenario, dict[str, list[RunRecord]]],
+) -> None:
+    """Account 0 closed with a deficit though no recorded step showed E < 0 (the penalty took it below);
+    account 1 showed E < 0 at a step and recovered; account 2 ends open with E < 0. Negative equity:
+    all three; bad debt: 0 and 2."""
+    _, runs = demo_runs
+    rec = runs["base"][0]
+    lq = Liquidation(
+        step=3, block=3, account=0, keeper=0, fraction=1.0, notional_usd=1.0, penalty_usd=1.0,
+        insurance_usd=0.0, gas_used=0, gas_usd=0.0, latency_blocks=1, full=True, deficit_usd=5.0,
+    )  # fmt: skip
+    rec = replace(
+        rec,
+        liquidations=(lq,),
+        breaches=(Breach(0, 2, 2, None), Breach(1, 2, 2, 3), Breach(2, 4, 4, 5)),
+        missed=(),
+        negative_at_end=(2,),
+    )
+    r = summarise([rec])
+    assert r.bad_debt.accounts_with_bad_debt == 2
+    assert r.margin_breaches.accounts_negative_equity == 3
+    assert "3 went into negative equity (2 of them left bad debt)" in " ".join(narrative(r))
