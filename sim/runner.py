@@ -2,7 +2,9 @@
 
 One run = one parameter set x one price path, on its own anvil (`--no-mining`; every block is mined here):
 
-setup  deploy with the parameter set's RiskParams (assets at the path's row-0 prices), open the population
+setup  deploy with the parameter set's RiskParams (assets at the path's row-0 prices; every feed's staleness
+       limit the scenario's heartbeat), seed the insurance fund with `insurance_fund_usd` (a real
+       `depositInsurance`, sim/insurance.py), open the population
        (`sim.population`, sized under the same parameters; the house market maker `sim.stack.market_maker()`
        is every perp's counterparty, funded with cash equal to the book's gross perp notional), fund K
        keeper margin accounts (`keepers.capital_usd` each), start K production keepers
@@ -28,11 +30,12 @@ delayed feed makes it longer than the on-chain figure).
 
 Keeper inventory. A liquidation hands the keeper a slice of the victim's book. With UNWIND (the default)
 each keeper authorises the admin (the matcher) at setup, and after a step in which it liquidated, the runner
-closes its perps against the house market maker at the on-chain price, in UNWIND_SLICES interleaved slices
-(an off-chain hedge; the trades land at the top of the next price block). Without it a keeper's capital
-caps what it can take on (the core refuses a liquidation that leaves the liquidator under initial margin)
-and large books are mostly "missed". Inherited collateral is kept. A keeper's inventory PnL is its margin
-account's equity at the end less its funding and the penalties it kept.
+closes its perps against the house market maker (sim/unwind.py: at the path's true price of the step moved
+against the keeper by `keepers.unwind_impact`, in UNWIND_SLICES interleaved slices; the trades land at the
+top of the next price block). Without it a keeper's capital caps what it can take on (the core refuses a
+liquidation that leaves the liquidator under initial margin) and large books are mostly "missed".
+Inherited collateral is kept. A keeper's inventory PnL is its margin account's equity at the end, marked at
+the path's true final prices, less its capital and the penalties it kept.
 
 Also in the notes of each record: accounts topped up to open (perps open one asset at a time, with an IM
 check after each), why keepers held back (gated ticks, skipped liquidations by reason), the reasons of
@@ -79,6 +82,7 @@ from sim import artifacts
 from sim import stack as st
 from sim.anvil import DEV_KEYS, Anvil
 from sim.deployment import AssetSpec, feed_answer
+from sim.insurance import seed_insurance_fund
 from sim.metrics import (
     HEALTH_QUANTILES,
     Breach,
@@ -97,6 +101,7 @@ from sim.oracle import FeedUpdates, scenario_feeds
 from sim.paths import PricePaths, price_paths
 from sim.population import Population, build_population
 from sim.scenario import RiskSpec, Scenario, ScenarioError, load_scenario, risk_params
+from sim.unwind import Unwinder, equity_at
 
 LIQUIDATED_TOPIC = event_topic("Liquidated")
 BAD_DEBT_TOPIC = event_topic("BadDebt")
@@ -107,7 +112,6 @@ DEFAULT_ETH_USD = 3000.0
 CURVE_N = int("FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141", 16)
 WALL_CLOCK_FIELDS = ("wall_s", "steps_per_s")
 UNWIND = True  # keepers close inherited perps every step (else their capital caps what they can take on)
-UNWIND_SLICES = 4
 MAX_TRACED = 20  # reverted keeper transactions whose reason goes into the notes
 
 Progress = Callable[[str, int, int], None]  # (label, done, total)
@@ -292,6 +296,8 @@ class ChainRun:
         p0 = self.prices[0]
         assets = [AssetSpec(a.symbol, a.decimals, float(p0[i]), 0.05) for i, a in enumerate(sc.assets)]
         stack = st.deploy(node.url, assets, params=self.rp, heartbeat=sc.heartbeat_s)
+        if sc.insurance_fund_usd > 0:
+            seed_insurance_fund(stack, sc.insurance_fund_usd)
         pop = build_population(sc, p0, self.rp, seed=self.seed)
         prices_wad = stack.prices_wad()
         specs, topped = [], 0
@@ -638,6 +644,9 @@ class ChainRun:
                 topped.usd += usd
             return out
 
+        hedges = Unwinder(stack, keeper_addresses[:acting], sc.keepers.unwind_impact)
+        to_hedge: set[int] = set()  # keepers that liquidated in the last keeper block: hedged in the next
+
         def push_prices(t: int) -> int:
             txs, labels = [], []
             nonce = stack.nonce(stack.admin)
@@ -657,61 +666,20 @@ class ChainRun:
                 nonce += 1
                 txs.append(tx)
                 labels.append(f"step {t} top-up {account}")
+            must = len(txs)  # the pushes and top-ups must succeed; the hedges after them may fail
+            htxs, hlabels, meta = hedges.orders(to_hedge, self.prices[t], self.answer[t], nonce)
+            to_hedge.clear()
+            txs, labels = txs + htxs, labels + hlabels
             hashes = rpc.batch([("eth_sendTransaction", [x]) for x in txs], labels) if txs else []
             b = mine_at(t0_chain + t * step_s)
-            if hashes:
-                receipts = rpc.batch([("eth_getTransactionReceipt", [h]) for h in hashes])
-                for label, h, r in zip(labels, hashes, receipts, strict=True):
+            if must:
+                receipts = rpc.batch([("eth_getTransactionReceipt", [h]) for h in hashes[:must]])
+                for label, h, r in zip(labels[:must], hashes[:must], receipts, strict=True):
                     if r is None or int(r["status"], 16) != 1:
                         raise st.StackError(f"{label}: not mined or reverted (tx {h})")
+            hedges.track(hashes[must:], meta)
+            hedges.check()
             return b
-
-        unwinds: list[tuple[str, str]] = []  # (tx hash, label) of pending inventory trades
-        unwind_failed: dict[str, int] = {}
-
-        def unwind(dirty: set[int]) -> None:
-            """Keepers close the perps they inherited this step against the house market maker at the
-            on-chain price (an off-chain hedge); they land in the next price block, before its pushes."""
-            if not dirty:
-                return
-            mk = reader.read()
-            who = [to_checksum_address(keeper_addresses[k]) for k in sorted(dirty)]
-            states = stack.account_states(who)
-            mm = st.market_maker()
-            txs, labels = [], []
-            nonce = stack.nonce(stack.admin)
-            gas = st.GAS["settleTrade"] + 150_000 * n
-            for address, state in zip(who, states, strict=True):
-                # in UNWIND_SLICES interleaved slices: closing one leg of a hedged book at once could leave
-                # the other naked, above the keeper's initial margin (the core checks IM after each trade)
-                for part in range(UNWIND_SLICES):
-                    for i, q in enumerate(state.size[:n]):
-                        price = int(mk.price[i])
-                        size = abs(int(q)) // UNWIND_SLICES
-                        if part == UNWIND_SLICES - 1:
-                            size = abs(int(q)) - size * (UNWIND_SLICES - 1)
-                        if size == 0 or price == 0:
-                            continue
-                        buyer, seller = (mm, address) if q > 0 else (address, mm)
-                        data = stack.margin.encode_abi("settleTrade", args=[(buyer, seller, i, size, price)])
-                        tx = stack.tx(stack.margin.address, data, gas=gas)
-                        tx["nonce"] = hex(nonce)
-                        nonce += 1
-                        txs.append(tx)
-                        labels.append(f"keeper {address} closes asset {i} ({part + 1}/{UNWIND_SLICES})")
-            if txs:
-                hashes = rpc.batch([("eth_sendTransaction", [x]) for x in txs], labels)
-                unwinds.extend(zip(hashes, labels, strict=True))
-
-        def check_unwinds() -> None:
-            if not unwinds:
-                return
-            receipts = rpc.batch([("eth_getTransactionReceipt", [h]) for h, _ in unwinds])
-            for (h, _label), r in zip(unwinds, receipts, strict=True):
-                if r is None or int(r["status"], 16) != 1:
-                    why = "not mined" if r is None else stack.revert_reason(h)
-                    unwind_failed[why] = unwind_failed.get(why, 0) + 1
-            unwinds.clear()
 
         def market_row(t: int) -> None:
             mk = reader.read()
@@ -740,9 +708,8 @@ class ChainRun:
             before = [tally.succeeded for tally in tallies]
             read_events(t, kb)
             market_row(t)
-            check_unwinds()
             if UNWIND:
-                unwind({k for k, tally in enumerate(tallies) if tally.succeeded > before[k]})
+                to_hedge.update(k for k, tally in enumerate(tallies) if tally.succeeded > before[k])
             if self.progress is not None:
                 self.progress(self.variant, t, T - 1)
 
@@ -753,15 +720,15 @@ class ChainRun:
             )
 
         # ---- end of run: exact margins, gas, records
-        if unwinds:
+        if (
+            to_hedge or hedges.retry
+        ):  # the last row's liquidations: hedged at its prices, in a block of their own
+            hedges.send(to_hedge, self.prices[-1], self.answer[-1])
             mine_at(None)
-            check_unwinds()
-        if unwind_failed:
-            listed = "; ".join(f"{why} x{c}" for why, c in sorted(unwind_failed.items(), key=lambda x: -x[1]))
-            self.notes.append(f"keeper inventory trades that failed: {listed}")
-        keeper_end = [
-            m.equity / WAD for m in stack.mirror_margins([to_checksum_address(a) for a in keeper_addresses])
-        ]
+            hedges.check()
+        self.notes.extend(hedges.notes())
+        # the keepers' books marked at the path's true final prices (the on-chain answers may be stale)
+        keeper_end = equity_at(stack, keeper_addresses, self.prices[-1]) if keeper_addresses else []
         final = stack.mirror_margins([to_checksum_address(a) for a in accounts]) if accounts else []
         end_e = np.array([m.equity / WAD for m in final], dtype=np.float64)
         end_mm = np.array([m.maintenance / WAD for m in final], dtype=np.float64)
@@ -772,7 +739,14 @@ class ChainRun:
         records, gas = self._keeper_records(rpc, tallies, step_of_block, native)
         funded = self.scenario.keepers.capital_usd
         records = [
-            replace(rec, inventory_pnl_usd=keeper_end[k] - funded - rec.rewards_usd)
+            replace(
+                rec,
+                inventory_pnl_usd=keeper_end[k] - funded - rec.rewards_usd,
+                hedged_usd=hedges.tallies[k].notional_usd,
+                impact_cost_usd=hedges.tallies[k].cost_usd,
+            )
+            if k < len(keeper_end)
+            else rec
             for k, rec in enumerate(records)
         ]
         liqs = [
@@ -821,6 +795,8 @@ class ChainRun:
             capital=capital,
             latent_bad_debt_usd=latent,
             notes=tuple(notes),
+            negative_at_end=tuple(int(a) for a in np.flatnonzero(end_e < 0)),
+            insurance_seed_usd=float(sc.insurance_fund_usd),
         )
 
     def _keeper_records(

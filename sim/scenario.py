@@ -17,6 +17,7 @@
     keepers: {count: 2, latency_blocks: 1}
     oracle: {deviation_threshold: 0.005, heartbeat_s: 3600, outage: {start: 30, end: 36, assets: [WETH]}}
     risk: {z: 2.33, horizon_s: 86400}           # or file: params.yaml, or calibrate: {...}
+    insurance_fund_usd: 250000     # the fund's starting capital, deposited at setup (default 0)
     montecarlo: {paths: 100}
     sweep: {grid: {gamma: [0.05, 0.1]}, variants: [{name: low floor, risk: {gamma: 0.02}}]}
 
@@ -401,6 +402,21 @@ class Traders(_Model):
         return self
 
 
+class UnwindImpact(_Model):
+    """The price impact a keeper's hedge of inherited perps pays (sim/unwind.py): on an order of N USD of
+    notional the price moves against the keeper by the fraction
+
+        linear: fraction * N / reference_usd          sqrt: fraction * sqrt(N / reference_usd)
+
+    (so `fraction` is the impact of an order of `reference_usd`), capped at `max_fraction` (the contract
+    settles a trade within 10% of its oracle price)."""
+
+    model: Literal["linear", "sqrt"] = "sqrt"
+    fraction: float = Field(gt=0, le=1, allow_inf_nan=False, description="impact at reference_usd")
+    reference_usd: float = Field(1_000_000.0, gt=0, le=1e12, allow_inf_nan=False)
+    max_fraction: float = Field(0.09, gt=0, lt=0.1, allow_inf_nan=False)
+
+
 class Keepers(_Model):
     enabled: bool = True
     count: int = Field(1, ge=0, le=64)
@@ -408,6 +424,9 @@ class Keepers(_Model):
     max_fee_gwei: float = Field(50.0, gt=0, le=100_000)
     gas_budget_eth: float | None = Field(None, gt=0, description="per keeper; stops when spent")
     capital_usd: float = Field(1_000_000.0, gt=0, description="each keeper's margin-account cash")
+    unwind_impact: UnwindImpact | None = Field(
+        None, description="price impact of the hedges of inherited perps (default: none)"
+    )
 
 
 class Outage(_Model):
@@ -435,8 +454,8 @@ class Outage(_Model):
 class OracleModel(_Model):
     """Feed behaviour (sim/oracle.py). `heartbeat_s` is both the feeds' heartbeat and the staleness limit of
     the deployed OracleConfig (the contract refuses an answer older than it); default
-    max(DEFAULT_HEARTBEAT_S, step_seconds). It may not be shorter than a step: the runner's hedges land at
-    the top of the next step's block, before its pushes, so every answer would be stale there."""
+    max(DEFAULT_HEARTBEAT_S, step_seconds). It may not be shorter than a step: a feed pushes at most once a
+    step, so with a shorter limit the answers would be refused (StalePrice) for most of every step."""
 
     deviation_threshold: float = Field(0.005, ge=0, lt=1)
     heartbeat_s: int | None = Field(None, gt=0, lt=2**32, description="default max(3600, step_seconds)")
@@ -455,9 +474,9 @@ class OracleModel(_Model):
 def _check_heartbeat(heartbeat: int, step_seconds: int) -> None:
     if heartbeat < step_seconds:
         raise ValueError(
-            f"heartbeat_s: {heartbeat} s is shorter than step_seconds ({step_seconds} s): every on-chain "
-            "answer would be stale a step after its push (keepers' hedges revert with StalePrice); use "
-            f"heartbeat_s >= {step_seconds}, or leave it out (default: max({DEFAULT_HEARTBEAT_S}, step))"
+            f"heartbeat_s: {heartbeat} s is shorter than step_seconds ({step_seconds} s): a feed pushes at "
+            "most once a step, so the on-chain answers would be stale (StalePrice) for most of every step; "
+            f"use heartbeat_s >= {step_seconds}, or leave it out (default: max({DEFAULT_HEARTBEAT_S}, step))"
         )
 
 
@@ -630,6 +649,14 @@ class Scenario(_Model):
     oracle: OracleModel = Field(default_factory=OracleModel)
     risk: RiskSpec = Field(default_factory=RiskSpec)
     bad_debt_limit_usd: float | None = Field(None, ge=0)
+    insurance_fund_usd: float = Field(
+        0.0,
+        ge=0,
+        le=1e12,
+        allow_inf_nan=False,
+        description="the insurance fund's starting capital (USD), deposited at setup through "
+        "MarginAccount.depositInsurance (sim/insurance.py)",
+    )
     montecarlo: MonteCarlo = Field(default_factory=MonteCarlo)
     sweep: Sweep = Field(default_factory=Sweep)
 
