@@ -22,10 +22,12 @@ import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
 from keeper.errors import MarginError
+from sim.metrics import tail_caveat
 from sim.scenario import ScenarioError, load_scenario
 
 
@@ -67,7 +69,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{scenario.name}: {r.accounts} accounts x {r.steps} steps in {wall:.1f} s; "
         f"bad debt ${r.bad_debt.total_usd:,.2f}, "
         f"{r.liquidations.count} liquidations, {r.missed_liquidations.count} missed, "
-        f"capital ratio {r.capital_efficiency.ratio or float('nan'):.2f}; report in {out}/"
+        f"capital ratio {r.capital_efficiency.ratio or float('nan'):.2f}"
+        + (f"; {len(r.failed_paths)} chain run(s) FAILED after retries" if r.failed_paths else "")
+        + f"; report in {out}/"
     )
     return 0
 
@@ -98,9 +102,24 @@ def rank(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     def key(row: dict[str, Any]) -> tuple[int, float, int]:
         ok = row["within_limit"] is not False
         ratio = row["capital_ratio"] if row["capital_ratio"] is not None else float("-inf")
-        return (0 if ok else 1, -ratio, row["index"])
+        return (2 if row.get("failed") else 0 if ok else 1, -ratio, row["index"])
 
     return [{**row, "rank": k + 1} for k, row in enumerate(sorted(rows, key=key))]
+
+
+def failed_point(index: int, point: dict[str, float], exc: BaseException) -> dict[str, Any]:
+    """The ranking row of a sweep point none of whose chain runs completed (ranked last)."""
+    from sim.retry import describe
+    from sim.runner import point_name
+
+    return {
+        "index": index,
+        "point": point,
+        "name": point_name(point),
+        "failed": describe(exc),
+        "capital_ratio": None,
+        "within_limit": None,
+    }
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -136,8 +155,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             for k, p in enumerate(points)
         ]
         try:
-            for f in futures:
-                row = f.result()
+            for k, f in enumerate(futures):
+                try:
+                    row = f.result()
+                except (MarginError, BrokenProcessPool) as exc:  # every path of the point failed
+                    row = failed_point(k, points[k], exc)
+                    rows.append(row)
+                    print(f"  {row['name']}: FAILED: {row['failed']}")
+                    continue
                 rows.append(row)
                 print(f"  {row['name']}: ratio {row['capital_ratio']}, bad debt ${row['bad_debt_usd']:,.2f}")
         except BaseException:
@@ -150,7 +175,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         "bad_debt_limit_usd": scenario.bad_debt_limit_usd,
         "workers": workers,
         "wall_s": round(wall, 3),
-        "best": ranked[0]["name"] if ranked and ranked[0]["within_limit"] is not False else None,
+        "best": (
+            ranked[0]["name"]
+            if ranked and ranked[0]["within_limit"] is not False and not ranked[0].get("failed")
+            else None
+        ),
         "points": ranked,
     }
     (out / "sweep.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
@@ -165,6 +194,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         "|---:|---|---:|---:|---:|---:|---|---:|---:|",
     ]
     for row in ranked:
+        if row.get("failed"):
+            lines.append(f"| {row['rank']} | {row['name']} | FAILED: {row['failed'][:200]} | | | | | | |")
+            continue
         ratio = "n/a" if row["capital_ratio"] is None else f"{row['capital_ratio']:.3f}"
         lines.append(
             f"| {row['rank']} | [{row['name']}](point-{row['index']}/report.md) | {ratio} | "
@@ -172,6 +204,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             f"${row['bad_debt_usd']:,.2f} | ${row['bad_debt_var_99_usd']:,.2f} | {row['within_limit']} | "
             f"{row['liquidations']} | {row['missed']} |"
         )
+    few = [row for row in ranked if not row.get("failed") and tail_caveat(row.get("paths", 1))]
+    if few:
+        lines += ["", f"Caveat: {tail_caveat(min(row.get('paths', 1) for row in few))}."]
+    lost = sum(row.get("failed_paths", 0) for row in ranked)
+    if lost:
+        lines += ["", f"{lost} chain run(s) failed after retries: see each point's report.md (Failed runs)."]
     (out / "sweep.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(
         f"sweep of {len(points)} points in {wall:.1f} s; best within the limit: {summary['best']}; "

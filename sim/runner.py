@@ -62,6 +62,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -86,6 +87,7 @@ from sim.insurance import seed_insurance_fund
 from sim.metrics import (
     HEALTH_QUANTILES,
     Breach,
+    FailedPath,
     KeeperRecord,
     Liquidation,
     RunRecord,
@@ -100,6 +102,7 @@ from sim.metrics import (
 from sim.oracle import FeedUpdates, scenario_feeds
 from sim.paths import PricePaths, price_paths
 from sim.population import Population, build_population
+from sim.retry import SimulationError, describe, with_retries
 from sim.scenario import RiskSpec, Scenario, ScenarioError, load_scenario, risk_params
 from sim.unwind import Unwinder, equity_at
 
@@ -884,6 +887,42 @@ def _chain_run(
     ).run()
 
 
+def _attempts(
+    scenario: Scenario,
+    pset: ParamSet,
+    inputs: tuple[PricePaths, FeedUpdates, RiskParams],
+    path: int,
+    seed: int,
+    progress: Progress | None,
+) -> RunRecord | FailedPath:
+    """One chain run, tried again on a transient failure (sim/retry.py), or the FailedPath."""
+    return with_retries(
+        lambda: _chain_run(scenario, pset, inputs, path, seed, progress),
+        retries=scenario.montecarlo.retries,
+        variant=pset.name,
+        path=path,
+    )
+
+
+def _split(out: Sequence[RunRecord | FailedPath]) -> tuple[list[RunRecord], list[FailedPath]]:
+    return [r for r in out if isinstance(r, RunRecord)], [r for r in out if isinstance(r, FailedPath)]
+
+
+def run_paths(
+    scenario: Scenario,
+    pset: ParamSet,
+    *,
+    seed: int | None = None,
+    progress: Progress | None = None,
+    paths_override: int | None = None,
+) -> tuple[list[RunRecord], list[FailedPath]]:
+    """Every Monte Carlo path of the scenario under one parameter set, each on its own chain: the records of
+    the paths that completed and the paths that failed after their retries (sim/retry.py)."""
+    s = resolve_seed(scenario, seed)
+    inputs = _inputs(scenario, pset, s, paths_override)
+    return _split([_attempts(scenario, pset, inputs, p, s, progress) for p in range(inputs[0].paths)])
+
+
 def run_parameter_set(
     scenario: Scenario,
     pset: ParamSet,
@@ -892,17 +931,27 @@ def run_parameter_set(
     progress: Progress | None = None,
     paths_override: int | None = None,
 ) -> list[RunRecord]:
-    """Every Monte Carlo path of the scenario under one parameter set, each on its own chain."""
-    s = resolve_seed(scenario, seed)
-    inputs = _inputs(scenario, pset, s, paths_override)
-    return [_chain_run(scenario, pset, inputs, p, s, progress) for p in range(inputs[0].prices.shape[0])]
+    """`run_paths`, for callers that need every path: SimulationError if one failed after its retries."""
+    records, failed = run_paths(scenario, pset, seed=seed, progress=progress, paths_override=paths_override)
+    if failed:
+        raise SimulationError(f"{pset.name} path {failed[0].path}: {failed[0].error}")
+    return records
 
 
-def path_job(scenario: Scenario, pset: ParamSet, path: int, seed: int, paths: int | None) -> RunRecord:
-    """One (parameter set, path) chain run in a spawned worker process (`run_scenario(workers > 1)`)."""
+def path_job(
+    scenario: Scenario, pset: ParamSet, path: int, seed: int, paths: int | None
+) -> RunRecord | FailedPath:
+    """One (parameter set, path) chain run in a spawned worker process (`run_scenario(workers > 1)`), with
+    its retries."""
     install_signal_handlers()
     logging.getLogger("keeper").setLevel(logging.ERROR)
-    return _chain_run(scenario, pset, _inputs(scenario, pset, seed, paths), path, seed, None)
+    return _attempts(scenario, pset, _inputs(scenario, pset, seed, paths), path, seed, None)
+
+
+def _base_or_fail(runs: Mapping[str, Sequence[RunRecord]], base: str, failed: Sequence[FailedPath]) -> None:
+    if not runs.get(base):
+        listed = "; ".join(f"path {f.path}: {f.error}" for f in failed if f.variant == base)
+        raise SimulationError(f"every path of the {base!r} parameter set failed after retries: {listed}")
 
 
 def abandon(pool: Executor, futures: Sequence[Future[Any]]) -> None:
@@ -925,16 +974,18 @@ def run_scenario(
 ) -> SimResult:
     """The scenario's base parameters and each of its variants (same paths, same seed), summarised. With
     `workers` > 1 the chain runs (parameter set x path) go to that many spawned processes, each run on its
-    own anvil; the records, and so the report, are the same as with one."""
+    own anvil; the records, and so the report, are the same as with one. A path that fails after its
+    retries is listed in the report and left out of its figures (sim/retry.py); SimulationError when no
+    path of the base parameters completed."""
     s = resolve_seed(scenario, seed)
     sets = parameter_sets(scenario, variants=variants)
     runs: dict[str, list[RunRecord]] = {}
+    failed: list[FailedPath] = []
     count = scenario.montecarlo.paths if paths is None else int(paths)
     if workers <= 1 or len(sets) * count <= 1:
         for pset in sets:
-            runs[pset.name] = run_parameter_set(
-                scenario, pset, seed=s, progress=progress, paths_override=paths
-            )
+            runs[pset.name], lost = run_paths(scenario, pset, seed=s, progress=progress, paths_override=paths)
+            failed += lost
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
@@ -944,17 +995,27 @@ def run_scenario(
         with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx) as pool:
             futures = [pool.submit(path_job, scenario, pset, p, s, paths) for pset, p in jobs]
             try:
-                for done, ((pset, _), fut) in enumerate(zip(jobs, futures, strict=True), 1):
-                    runs.setdefault(pset.name, []).append(fut.result())
+                for done, ((pset, p), fut) in enumerate(zip(jobs, futures, strict=True), 1):
+                    try:
+                        out = fut.result()
+                    except BrokenProcessPool as exc:  # a worker died (killed, out of memory)
+                        out = FailedPath(pset.name, p, 1, describe(exc))
+                    if isinstance(out, FailedPath):
+                        failed.append(out)
+                        runs.setdefault(pset.name, [])
+                    else:
+                        runs.setdefault(pset.name, []).append(out)
                     if progress is not None:
                         progress("chain runs", done, len(jobs))
             except BaseException:
                 abandon(pool, futures)
                 raise
+    _base_or_fail(runs, "base", failed)
     return build_result(
         runs,
         description=scenario.description.strip(),
         bad_debt_limit_usd=scenario.bad_debt_limit_usd,
+        failed=failed,
     )
 
 
@@ -974,12 +1035,14 @@ def sweep_point(
     scenario = load_scenario(scenario_path)
     name = point_name(point)
     t0 = time.perf_counter()
-    records = run_parameter_set(scenario, ParamSet(name, point), seed=seed)
+    records, failed = run_paths(scenario, ParamSet(name, point), seed=seed)
+    _base_or_fail({name: records}, name, failed)
     result = build_result(
         {name: records},
         base=name,
         description=scenario.description.strip(),
         bad_debt_limit_usd=scenario.bad_debt_limit_usd,
+        failed=failed,
     )
     d = Path(out) / f"point-{index}"
     write_report(result, d)
@@ -995,6 +1058,8 @@ def sweep_point(
         "within_limit": r.bad_debt.within_limit,
         "liquidations": r.liquidations.count,
         "missed": r.missed_liquidations.count,
+        "paths": r.paths,
+        "failed_paths": len(failed),
         "wall_s": round(time.perf_counter() - t0, 3),
         "report": str(d),
     }
@@ -1036,6 +1101,7 @@ __all__ = [
     "parameter_sets",
     "path_job",
     "run_parameter_set",
+    "run_paths",
     "run_scenario",
     "stop_all_nodes",
     "sweep_point",

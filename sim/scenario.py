@@ -582,7 +582,11 @@ class RiskSpec(_Model):
 
 
 class MonteCarlo(_Model):
+    """`paths` chain runs; a run that fails for a transient reason (an RPC timeout, a node that died) is
+    tried again up to `retries` times, then listed as failed in the report (sim/retry.py)."""
+
     paths: int = Field(1, ge=1, le=100_000)
+    retries: int = Field(2, ge=0, le=10, description="further attempts of a chain run that failed")
 
 
 class Variant(_Model):
