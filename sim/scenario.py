@@ -14,12 +14,17 @@
       regimes: [{start: 24, end: 48, vol_multiplier: 3, correlation: 0.95, move: {WETH: -0.3}}]
     population:
       - {kind: basis, count: 20, assets: [WETH], notional: {dist: lognormal, median: 50000, sigma: 1}}
-    keepers: {count: 2, latency_blocks: 1}
+    keepers: {count: 2, latency_blocks: 1, unwind_impact: {model: sqrt, fraction: 0.01, reference_usd: 1e6}}
     oracle: {deviation_threshold: 0.005, heartbeat_s: 3600, outage: {start: 30, end: 36, assets: [WETH]}}
     risk: {z: 2.33, horizon_s: 86400}           # or file: params.yaml, or calibrate: {...}
     insurance_fund_usd: 250000     # the fund's starting capital, deposited at setup (default 0)
-    montecarlo: {paths: 100}
+    montecarlo: {paths: 100, retries: 2}
     sweep: {grid: {gamma: [0.05, 0.1]}, variants: [{name: low floor, risk: {gamma: 0.02}}]}
+
+A historical market (`kind: historical`) bridges coarse closes to the step at the replayed window's own
+realised volatility (`bridge_vol: realised`, the default; `asset` uses the assets' `vol`). The oracle's
+`heartbeat_s` is also the deployed staleness limit: default max(3600, step_seconds), never shorter than a
+step. Every field, its default and its rule: docs/scenarios.md.
 
 Cross-field checks (a jump's asset must be listed, a window must fit in `steps`, ...) run in the nested
 models with the asset symbols and step count passed as validation context, so every error keeps its own

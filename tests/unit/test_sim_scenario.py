@@ -93,6 +93,7 @@ def test_every_canned_scenario_is_there() -> None:
         "calm",
         "crash",
         "march2020",
+        "march2020_daily",
         "oracle_outage",
         "correlation_breakdown",
         "large_book",
