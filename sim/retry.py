@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 import requests
 
 from keeper.errors import ExecutionReverted, MarginError, RpcError
 from sim.anvil import AnvilError
-from sim.metrics import FailedPath
+from sim.metrics import FailedPath, RunRecord
 from sim.stack import StackError, TxFailed
 
 T = TypeVar("T")
@@ -75,3 +75,15 @@ def with_retries(
             sleep(pause)
             pause = min(pause * 2, MAX_PAUSE_S)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def split_failed(out: Sequence[RunRecord | FailedPath]) -> tuple[list[RunRecord], list[FailedPath]]:
+    """(the records of the runs that completed, the runs that failed)."""
+    return [r for r in out if isinstance(r, RunRecord)], [r for r in out if isinstance(r, FailedPath)]
+
+
+def require_base(runs: Mapping[str, Sequence[RunRecord]], base: str, failed: Sequence[FailedPath]) -> None:
+    """SimulationError when no path of the `base` parameter set completed (nothing to report)."""
+    if not runs.get(base):
+        listed = "; ".join(f"path {f.path}: {f.error}" for f in failed if f.variant == base)
+        raise SimulationError(f"every path of the {base!r} parameter set failed after retries: {listed}")

@@ -102,7 +102,7 @@ from sim.metrics import (
 from sim.oracle import FeedUpdates, scenario_feeds
 from sim.paths import PricePaths, price_paths
 from sim.population import Population, build_population
-from sim.retry import SimulationError, describe, with_retries
+from sim.retry import SimulationError, describe, require_base, split_failed, with_retries
 from sim.scenario import RiskSpec, Scenario, ScenarioError, load_scenario, risk_params
 from sim.unwind import Unwinder, equity_at
 
@@ -904,10 +904,6 @@ def _attempts(
     )
 
 
-def _split(out: Sequence[RunRecord | FailedPath]) -> tuple[list[RunRecord], list[FailedPath]]:
-    return [r for r in out if isinstance(r, RunRecord)], [r for r in out if isinstance(r, FailedPath)]
-
-
 def run_paths(
     scenario: Scenario,
     pset: ParamSet,
@@ -920,7 +916,7 @@ def run_paths(
     the paths that completed and the paths that failed after their retries (sim/retry.py)."""
     s = resolve_seed(scenario, seed)
     inputs = _inputs(scenario, pset, s, paths_override)
-    return _split([_attempts(scenario, pset, inputs, p, s, progress) for p in range(inputs[0].paths)])
+    return split_failed([_attempts(scenario, pset, inputs, p, s, progress) for p in range(inputs[0].paths)])
 
 
 def run_parameter_set(
@@ -946,12 +942,6 @@ def path_job(
     install_signal_handlers()
     logging.getLogger("keeper").setLevel(logging.ERROR)
     return _attempts(scenario, pset, _inputs(scenario, pset, seed, paths), path, seed, None)
-
-
-def _base_or_fail(runs: Mapping[str, Sequence[RunRecord]], base: str, failed: Sequence[FailedPath]) -> None:
-    if not runs.get(base):
-        listed = "; ".join(f"path {f.path}: {f.error}" for f in failed if f.variant == base)
-        raise SimulationError(f"every path of the {base!r} parameter set failed after retries: {listed}")
 
 
 def abandon(pool: Executor, futures: Sequence[Future[Any]]) -> None:
@@ -1010,7 +1000,7 @@ def run_scenario(
             except BaseException:
                 abandon(pool, futures)
                 raise
-    _base_or_fail(runs, "base", failed)
+    require_base(runs, "base", failed)
     return build_result(
         runs,
         description=scenario.description.strip(),
@@ -1036,7 +1026,7 @@ def sweep_point(
     name = point_name(point)
     t0 = time.perf_counter()
     records, failed = run_paths(scenario, ParamSet(name, point), seed=seed)
-    _base_or_fail({name: records}, name, failed)
+    require_base({name: records}, name, failed)
     result = build_result(
         {name: records},
         base=name,
