@@ -168,6 +168,7 @@ class CapitalSnapshot:
     labels: tuple[str, ...]
     cross_mm: FloatArray  # (C,)
     isolated_mm: FloatArray  # (C,)
+    open_interest_usd: float = 0.0  # sum over the population of |perp| x price at t0 (one side)
 
 
 @dataclass(frozen=True, eq=False)
@@ -262,6 +263,7 @@ def capital_snapshot(
         tuple(labels),
         np.bincount(idx, weights=cmp.cross, minlength=c).astype(np.float64),
         np.bincount(idx, weights=cmp.isolated, minlength=c).astype(np.float64),
+        float(np.sum(np.abs(np.asarray(perps)) * np.asarray(prices, dtype=np.float64)[None])),
     )
 
 
@@ -320,6 +322,8 @@ class BadDebt(_Out):
     within_limit: bool | None
     per_path_usd: list[float]
     tail_caveat: str | None = None  # set when paths < MIN_TAIL_PATHS
+    open_interest_usd: float = 0.0  # the population's perp notional at t0 (one side)
+    share_of_open_interest: float | None = None  # total_usd / open_interest_usd
 
 
 class InsuranceFund(_Out):
@@ -558,6 +562,10 @@ def _bad_debt(records: Sequence[RunRecord], limit: float | None) -> BadDebt:
         within_limit=None if limit is None else var99 <= limit,
         per_path_usd=per_path,
         tail_caveat=tail_caveat(len(records)),
+        open_interest_usd=rec.capital.open_interest_usd,
+        share_of_open_interest=rec.bad_debt_usd / rec.capital.open_interest_usd
+        if rec.capital.open_interest_usd > 0
+        else None,
     )
 
 

@@ -22,9 +22,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from sim.metrics import HEALTH_QUANTILES, RunRecord, SimReport, SimResult, tail_caveat
+from sim.metrics import HEALTH_QUANTILES, BadDebt, RunRecord, SimReport, SimResult, tail_caveat
 
 PLOTS = ("prices", "health", "liquidations", "insurance_fund", "bad_debt", "margin")
+
+
+def _of_oi(d: BadDebt) -> str:
+    """', x% of the open interest' when there is open interest."""
+    return (
+        "" if d.share_of_open_interest is None else f", {d.share_of_open_interest:.3%} of the open interest"
+    )
 
 
 def usd(x: float | None) -> str:
@@ -95,7 +102,8 @@ def narrative(r: SimReport) -> list[str]:
         out.append("No liquidation was missed.")
     d, f = r.bad_debt, r.insurance_fund
     out.append(
-        f"Bad debt: {usd(d.total_usd)} ({usd(d.covered_by_fund_usd)} covered by the insurance fund, "
+        f"Bad debt: {usd(d.total_usd)}{_of_oi(d)} ({usd(d.covered_by_fund_usd)} covered by the insurance "
+        "fund, "
         f"{usd(d.socialised_usd)} socialised, {usd(d.latent_usd)} still open as negative equity). The "
         f"insurance fund went from {usd(f.start_usd)} to {usd(f.end_usd)} (largest drawdown "
         f"{usd(f.max_drawdown_usd)}, {pct(f.max_drawdown_pct)})."
@@ -191,6 +199,9 @@ def markdown(r: SimReport, plots: list[str]) -> str:
         [["bad debt (path 0)", usd(d.total_usd)],
          ["  covered by the insurance fund", usd(d.covered_by_fund_usd)],
          ["  socialised", usd(d.socialised_usd)], ["  latent (open negative equity)", usd(d.latent_usd)],
+         ["open interest at the start (population perps, one side)", usd(d.open_interest_usd)],
+         ["bad debt / open interest (path 0)",
+          "-" if d.share_of_open_interest is None else f"{d.share_of_open_interest:.3%}"],
          ["accounts with bad debt (closed with a deficit, or E < 0 at the end)",
           str(d.accounts_with_bad_debt)],
          ["accounts whose equity went below zero at some point",

