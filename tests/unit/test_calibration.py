@@ -304,3 +304,14 @@ def test_apc_tools() -> None:
 def test_confidence_helpers() -> None:
     assert z_for_confidence(0.99) == pytest.approx(2.326348, abs=1e-6)
     assert tail_probability(2.33) == pytest.approx(0.0099031, abs=1e-7)
+
+
+def test_coverage_of_book_directions_and_off_the_grid() -> None:
+    """MM covers each book direction's own FHS quantile (>= 1 by construction) and the summary states the
+    share of random directions covered."""
+    cal = calibrate(student_prices(1_500, seed=6), ["A", "B"])
+    m = cal.model
+    assert np.all(m.coverage_of(m.directions.vectors) >= 1.0 - 1e-12)
+    off = m.coverage_of(fhs.random_directions(2, 500))
+    assert off.shape == (500,) and np.all(off > 0.5)
+    assert "random directions" in cal.summary()
