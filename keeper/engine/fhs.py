@@ -206,29 +206,24 @@ class ScenarioChoice:
     windows: IntArray  # indices into the scenario rows (the candidate windows), in slot order
     reasons: tuple[str, ...]  # the direction each was chosen for
     coverage: FloatArray  # (D,) largest loss over the chosen / the direction's own quantile
+    rank: int = 0  # the rank (from the worst) the windows were taken at
 
 
-def choose_scenarios(
-    scen: FloatArray, directions: Directions, confidence: float, max_scenarios: int
-) -> ScenarioChoice:
-    """One window per direction at its confidence rank; greedy max-min coverage when they do not fit."""
-    losses = -(scen @ directions.vectors.T)  # (K, D)
-    k = tail_rank(losses.shape[0], confidence)
-    order = np.argsort(-losses, axis=0, kind="stable")
-    pick = order[k - 1]  # (D,) window at the confidence rank of each direction
-    q = losses[pick, np.arange(losses.shape[1])]
-    q_safe = np.where(q > 0, q, np.inf)
+def _pick(
+    rows: IntArray, losses: FloatArray, q_safe: FloatArray, names: tuple[str, ...], cap: int
+) -> tuple[list[int], list[str]]:
+    """The distinct windows of `rows` (one per direction), greedy max-min coverage when over `cap`."""
     cand: list[int] = []
     reasons: list[str] = []
-    for d, w in enumerate(pick):
+    for d, w in enumerate(rows):
         if int(w) not in cand:
             cand.append(int(w))
-            reasons.append(directions.names[d])
-    if len(cand) > max_scenarios:
+            reasons.append(names[d])
+    if len(cand) > cap:
         cover = losses[cand] / q_safe[None]  # (C, D)
         chosen: list[int] = []
         best = np.full(losses.shape[1], -np.inf)
-        for _ in range(max_scenarios):
+        for _ in range(cap):
             gain = np.minimum(np.maximum(best[None], cover), 1.0).sum(axis=1)
             gain[chosen] = -np.inf
             c = int(np.argmax(gain))
@@ -236,9 +231,55 @@ def choose_scenarios(
             best = np.maximum(best, cover[c])
         cand = [cand[c] for c in chosen]
         reasons = [reasons[c] for c in chosen]
-    chosen_losses = losses[cand]
-    coverage = np.where(q > 0, chosen_losses.max(axis=0) / q_safe, 1.0)
-    return ScenarioChoice(np.array(cand, dtype=np.int64), tuple(reasons), coverage)
+    return cand, reasons
+
+
+def choose_scenarios(
+    scen: FloatArray,
+    directions: Directions,
+    confidence: float,
+    max_scenarios: int,
+    base: FloatArray | None = None,
+) -> ScenarioChoice:
+    """The stress windows (module docstring). For each direction, of its k worst windows, the one whose
+    largest loss relative to any direction's own FHS quantile is smallest (least collateral damage: a
+    window chosen for one direction should not charge the others far beyond their own 99% loss); the
+    distinct windows, by greedy max-min coverage when more than `max_scenarios`. k starts at the
+    confidence rank (every direction covered by a window at or beyond its quantile) and grows, by
+    bisection, while no direction loses more than `max(base, the largest scenario loss)` in more than
+    floor(K (1 - confidence)) of the K windows: every direction covered at the confidence level in the FHS
+    sample, and no more. `base` (D,) is what the other components already charge each direction (its
+    VaR); larger k only widens the pool, so the exceedances grow with k."""
+    losses = -(scen @ directions.vectors.T)  # (K, D)
+    K, D = losses.shape
+    k0 = tail_rank(K, confidence)
+    order = np.argsort(-losses, axis=0, kind="stable")
+    q = losses[order[k0 - 1], np.arange(D)]
+    q_safe = np.where(q > 0, q, np.inf)
+    ratio = losses / q_safe[None]
+    damage = np.where(np.isfinite(ratio), ratio, 0.0).max(axis=1)  # (K,)
+    floor_ = np.zeros(D) if base is None else np.asarray(base, dtype=np.float64)
+    allowed = max(k0, math.floor(K * (1.0 - confidence) + 1e-9))
+
+    def choose(k: int) -> tuple[bool, list[int], list[str]]:
+        top = order[:k]  # (k, D)
+        least = top[np.argmin(damage[top], axis=0), np.arange(D)]
+        cand, reasons = _pick(least, losses, q_safe, directions.names, max_scenarios)
+        mm = np.maximum(floor_, losses[cand].max(axis=0))
+        exceed = int((losses > mm[None] * (1 + 1e-12)).sum(axis=0).max())
+        return exceed <= allowed, cand, reasons
+
+    ok, cand, reasons = choose(k0)
+    lo, hi = k0, K + 1  # lo: feasible (or k0, the fallback when the cap forced coverage below it)
+    while ok and hi - lo > 1:
+        mid = (lo + hi) // 2
+        good, c, r = choose(mid)
+        if good:
+            lo, cand, reasons = mid, c, r
+        else:
+            hi = mid
+    coverage = np.where(q > 0, losses[cand].max(axis=0) / q_safe, 1.0)
+    return ScenarioChoice(np.array(cand, dtype=np.int64), tuple(reasons), coverage, int(lo))
 
 
 def expected_shortfall(losses: FloatArray, confidence: float) -> FloatArray:

@@ -223,25 +223,38 @@ def test_short_history_falls_back_to_the_gaussian_multiplier_and_says_so() -> No
         calibrate(prices, ["A", "B", "C"], spec=ModelSpec.of(tail="fhs"))
 
 
-def test_scenarios_are_joint_windows_at_each_directions_confidence_rank() -> None:
+def test_scenarios_are_joint_windows_that_cover_every_book_direction_at_the_confidence_level() -> None:
     """Every shock is one rescaled historical window of all assets together (never one asset's extreme
-    copied onto another); the shock chosen for a direction loses exactly that direction's FHS quantile,
-    and no direction's stress falls short of its quantile."""
+    copied onto another), taken among its direction's `rank` worst windows; in the FHS sample no book
+    direction loses more than max(VaR, Stress) in more than 1% of the windows, and at the next rank some
+    direction would (the set is no more conservative than that)."""
     prices = student_prices(1_500, seed=3)
     cal = calibrate(prices, ["A", "B"], horizon=2)
     m = cal.model
-    for row, window in zip(m.shocks, m.shock_windows, strict=True):
+    K = m.scenarios.shape[0]
+    losses = -(m.scenarios @ m.directions.vectors.T)
+    order = np.argsort(-losses, axis=0, kind="stable")
+    for row, window, reason in zip(m.shocks, m.shock_windows, m.reasons, strict=True):
         k = int(np.flatnonzero(m.window_ends == window)[0])
         np.testing.assert_array_equal(row, np.clip(m.scenarios[k], -1.0, 10.0))
+        d = m.directions.names.index(reason)
+        assert k in order[: m.rank, d]
+    assert m.rank >= fhs.tail_rank(K, 0.99)
+    assert np.all(m.exceedance_of(m.directions.vectors) <= math.floor(0.01 * K) / K + 1e-12)
+    assert all("(for " in name for name in cal.scenario_names)
+
+
+def test_least_damage_windows_cut_the_charge_on_other_directions() -> None:
+    """Choosing, for each direction, the window that least exceeds the other directions' own quantiles
+    keeps the stress of every direction close to its own 99% loss: below the worst-window choice."""
+    prices = student_prices(1_500, seed=3, n=3)
+    m = calibrate(prices, ["A", "B", "C"], horizon=2).model
     losses = -(m.scenarios @ m.directions.vectors.T)
     q = fhs.quantile_loss(losses, 0.99)
-    stress = (-(m.shocks @ m.directions.vectors.T)).max(axis=0)
-    assert np.all(stress >= q * (1 - 1e-12))
-    for row, reason in zip(m.shocks, m.reasons, strict=True):
-        d = m.directions.names.index(reason)
-        assert -(row @ m.directions.vectors[d]) == pytest.approx(q[d], rel=1e-12)
-    assert np.all(m.coverage >= 1.0 - 1e-12)
-    assert all("(for " in name for name in cal.scenario_names)
+    own = losses[np.argsort(-losses, axis=0)[fhs.tail_rank(losses.shape[0], 0.99) - 1]]  # each's own window
+    naive = own.max(axis=0) / q
+    chosen = np.maximum(m.var(m.directions.vectors), m.stress(m.directions.vectors)) / q
+    assert chosen.mean() < naive.mean()
 
 
 def test_with_many_assets_the_greedy_choice_fills_32_slots_and_measures_coverage() -> None:
@@ -251,7 +264,8 @@ def test_with_many_assets_the_greedy_choice_fills_32_slots_and_measures_coverage
     cal = calibrate(prices, [f"X{i}" for i in range(n)])
     assert len(cal.params.shocks) == MAX_SCENARIOS == len(cal.scenario_names)
     assert len(cal.model.directions.names) == 2 * n + n * (n - 1) + 2 > MAX_SCENARIOS
-    assert cal.model.coverage.min() > 0.6  # measured 0.8+ here; one window per slot cannot cover all 74
+    # 32 windows for 74 directions: the greedy choice cannot hold every one at 1% (measured: worst 1.23%)
+    assert cal.model.exceedance_of(cal.model.directions.vectors).max() <= 0.02
 
 
 def test_scenario_names_carry_dates_and_shocks_respect_the_contract_bounds() -> None:
@@ -306,12 +320,11 @@ def test_confidence_helpers() -> None:
     assert tail_probability(2.33) == pytest.approx(0.0099031, abs=1e-7)
 
 
-def test_coverage_of_book_directions_and_off_the_grid() -> None:
-    """MM covers each book direction's own FHS quantile (>= 1 by construction) and the summary states the
-    share of random directions covered."""
+def test_exceedance_of_book_directions_and_off_the_grid() -> None:
+    """The summary states the in-sample exceedance of the book directions and of random ones."""
     cal = calibrate(student_prices(1_500, seed=6), ["A", "B"])
     m = cal.model
-    assert np.all(m.coverage_of(m.directions.vectors) >= 1.0 - 1e-12)
-    off = m.coverage_of(fhs.random_directions(2, 500))
-    assert off.shape == (500,) and np.all(off > 0.5)
+    assert np.all(m.exceedance_of(m.directions.vectors) <= 0.01 + 1e-12)
+    off = m.exceedance_of(fhs.random_directions(2, 500))
+    assert off.shape == (500,) and np.all(off < 0.05)
     assert "random directions" in cal.summary()
