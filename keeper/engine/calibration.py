@@ -18,7 +18,7 @@ returns up to it:
 4. Parameters: the chain computes `VaR = z * |L^T e|`; we post `z = max_i z_i` and `L = chol(C_h)` with
    `C_h = horizon * D rho D`, `D = diag(sigma_eff,i * z_i / z)`: each asset's own tail, today's
    correlation. Stress scenarios: up to 32 real historical windows rescaled to `sigma_eff`, one per
-   direction books take, each at its confidence rank (fhs.choose_scenarios).
+   direction books take, chosen to cover each at the confidence level and no more (fhs.choose_scenarios).
 
 Positive definiteness (`repair_psd`). An EWMA of outer products is positive semi-definite by construction,
 but it can be singular (fewer observations than assets, a constant price, two assets moving in lockstep)

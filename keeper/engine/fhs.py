@@ -25,13 +25,16 @@ confidence level, divided by the Gaussian-free scale `sqrt(horizon) * sigma_eff,
 multiplier. The VaR is symmetric, so it takes the smaller side per asset (`z_i`); the stress scenarios
 carry the fatter side (a single-asset direction of each sign is always covered, below).
 
-Stress scenarios. The directions books take: each asset long and short, each ordered pair long/short
-(both ways), and the equal-weight basket long and short. For each direction the scenario is the window at
-the confidence rank of that direction's FHS losses (an order statistic at or beyond the quantile), so
-each direction's stress equals its own FHS quantile: not the worst day ever (which would bind on every
-book at several times the 99% loss), and not one asset's extreme copied onto others. With more candidate
-windows than slots (more than 5 assets), a greedy choice keeps the set that maximises the lowest coverage
-(largest loss over the chosen scenarios / the direction's own quantile) over all directions.
+Stress scenarios (`choose_scenarios`). The directions books take: each asset long and short, each ordered
+pair long/short (both ways), and the equal-weight basket long and short. For each direction one real
+window among its k worst: the one that charges the other directions least beyond their own FHS quantile
+(a window chosen for one direction should not margin the others at their 99.9%). k starts at the
+confidence rank (each direction then has a window at or beyond its own quantile) and grows while, in the
+FHS sample, no direction loses more than max(VaR, Stress) in more than 1 - confidence of the windows. So
+every direction is covered at the confidence level and not much more: not the worst day ever (which would
+bind on every book at several times the 99% loss), and not one asset's extreme copied onto others. With
+more distinct windows than slots (more than 5 assets), a greedy choice keeps the set that maximises the
+lowest coverage (largest loss over the chosen scenarios / the direction's own quantile).
 """
 
 from __future__ import annotations
