@@ -49,6 +49,50 @@ EVENTS = {
 }
 
 
+# every custom error the keeper's contracts can revert with (MarginAccount, MarginLens, RiskParamsValidator,
+# the OpenZeppelin bases and the tokens), as Solidity declares them; enums are their uint8. Checked against
+# the compiled artifacts by tests/unit/test_adapter_abi.py; keeper/revert.py decodes revert data with it.
+ERRORS = (
+    "ZeroAmount()",
+    "AmountTooLarge(uint256 value,uint256 max)",
+    "UnknownAsset(uint256 asset)",
+    "TooManyAssets(uint256 max)",
+    "InvalidToken(address token)",
+    "InsufficientCollateral(address account,uint256 asset,uint256 balance,uint256 amount)",
+    "InsufficientCash(address account,int256 cash,uint256 amount)",
+    "BelowInitialMargin(address account,int256 equity,uint256 initialMargin)",
+    "NotOperator(address account,address operator)",
+    "SelfTrade(address account)",
+    "PriceOutsideBand(uint256 asset,uint256 price,uint256 oraclePrice)",
+    "FundingStepTooLarge(uint256 asset,int256 delta,uint256 maxDelta)",
+    "SelfLiquidation(address account)",
+    "NotLiquidatable(address account,int256 equity,uint256 requirement)",
+    "InvalidWitness(uint8 kind,uint256 scenario)",
+    "ZeroFraction()",
+    "PriceNotPositive(address feed,int256 answer)",
+    "StalePrice(address feed,uint256 updatedAt,uint256 heartbeat)",
+    "IncompleteRound(address feed,uint80 roundId,uint80 answeredInRound)",
+    "PriceAtCircuitBreaker(address feed,int256 answer,int256 minAnswer,int256 maxAnswer)",
+    "InvalidParam(bytes32 field,uint256 index)",
+    "ParamStepTooLarge(bytes32 field,uint256 index,int256 oldValue,int256 newValue)",
+    "NoPendingParams()",
+    "ParamsNotReady(uint256 activatesAt)",
+    "NoRiskParams()",
+    "BlobWriteFailed()",
+    "AccessControlBadConfirmation()",
+    "AccessControlUnauthorizedAccount(address account,bytes32 neededRole)",
+    "ReentrancyGuardReentrantCall()",
+    "SafeCastOverflowedIntDowncast(uint8 bits,int256 value)",
+    "SafeERC20FailedOperation(address token)",
+    "ERC20InsufficientAllowance(address spender,uint256 allowance,uint256 needed)",
+    "ERC20InsufficientBalance(address sender,uint256 balance,uint256 needed)",
+    "ERC20InvalidApprover(address approver)",
+    "ERC20InvalidReceiver(address receiver)",
+    "ERC20InvalidSender(address sender)",
+    "ERC20InvalidSpender(address spender)",
+)
+
+
 def event_topic(name: str) -> str:
     """Topic 0 of a `MarginAccount` event (hex), by name."""
     return "0x" + keccak(text=EVENTS[name]).hex()

@@ -67,7 +67,13 @@ def _error(obj: dict[str, Any], method: str) -> RpcError:
     message = str(obj.get("message", "")) or "error"
     data = obj.get("data")
     if code in _REVERT_CODES or "revert" in message.lower():
-        return ExecutionReverted(f"{method}: {message}", code=code, data=data)
+        from keeper.revert import describe, name_custom_errors
+
+        named = name_custom_errors(message, data)
+        decoded = describe(data)
+        if decoded is not None and decoded.split("(")[0] not in named:
+            named = f"{named}: {decoded}"
+        return ExecutionReverted(f"{method}: {named}", code=code, data=data)
     return RpcError(f"{method}: {message} (code {code})", code=code, data=data)
 
 

@@ -53,6 +53,8 @@ from keeper.errors import ExecutionReverted, MarginError, RpcError, SignerError
 from keeper.liquidation.fees import Fees, FeeSettings, bump_fees, fees_from_history, suggest_fees
 from keeper.liquidation.journal import Journal, TxRecord
 from keeper.liquidation.signer import Signer
+from keeper.revert import describe as describe_revert
+from keeper.revert import name_custom_errors
 
 log = logging.getLogger(__name__)
 
@@ -340,8 +342,11 @@ class Executor:
             if selector == _PANIC:
                 return f"Panic(0x{data[10:].lstrip('0') or '0'})"
             name = self.revert_names.get(selector)
-            return f"{name} ({data[:138]})" if name else f"custom error {selector} ({data[:138]})"
-        message = str(exc)
+            if name:
+                return f"{name} ({data[:138]})"
+            decoded = describe_revert(data)
+            return _clean(decoded, 200) if decoded else f"custom error {selector} ({data[:138]})"
+        message = name_custom_errors(str(exc), exc.data)
         return _clean(message.split(":", 1)[1] if ":" in message else message, 200)
 
     # ------------------------------------------------------------------ nonces
