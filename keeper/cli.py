@@ -1,6 +1,7 @@
 """`python -m keeper {run,once,status,recalibrate}`: the keeper's command line.
 
     python -m keeper run --config keeper.yaml            # the daemon (SIGTERM: finish, persist, exit 0)
+    python -m keeper run --config keeper.yaml --rebuild  # first forget a store of another / a reset chain
     python -m keeper once --config keeper.yaml           # one pass; prints the accounts at risk
     python -m keeper status --config keeper.yaml         # cursor, lag, prices, transactions in flight
     python -m keeper recalibrate --config keeper.yaml --dry-run   # proposed vs current risk parameters
@@ -24,7 +25,7 @@ from rich.table import Table
 
 from keeper.config import KeeperSettings, load_settings
 from keeper.engine.fixedpoint import WAD
-from keeper.errors import ConfigError, MarginError
+from keeper.errors import ConfigError, MarginError, SignerError
 
 console = Console()
 
@@ -42,6 +43,13 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--config", "-c", help="YAML configuration file (keeper/config.py)")
         s.add_argument("--dry-run", action="store_true", help="send nothing; say what would be sent")
         s.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+        if name == "run":
+            s.add_argument(
+                "--rebuild",
+                action="store_true",
+                help="forget the store's index (another chain, a reset chain) and index again from the "
+                "deployment block; the liquidation journal is kept, its open transactions closed",
+            )
         if name == "once":
             s.add_argument("--top", type=int, default=20, help="rows of the at-risk table (default 20)")
         if name == "recalibrate":
@@ -51,13 +59,44 @@ def _parser() -> argparse.ArgumentParser:
 
 def _settings(args: argparse.Namespace) -> KeeperSettings:
     overrides: dict[str, Any] = {"dry_run": True} if args.dry_run else {}
-    return load_settings(args.config, **overrides)
+    settings = load_settings(args.config, **overrides)
+    if settings.signer is not None and args.command != "status":
+        from keeper.liquidation.signer import Signer
+
+        try:  # a key that cannot be loaded is a configuration error (exit 2), found before any I/O
+            Signer.load(settings.signer)
+        except SignerError as exc:
+            raise ConfigError(f"signer: {exc}") from None
+    return settings
+
+
+def _rebuild(settings: KeeperSettings) -> None:
+    """`run --rebuild`: the store's index forgotten and re-bound to the configured deployment."""
+    from keeper.adapters import load_adapter
+    from keeper.chain.deployment import Deployment
+    from keeper.chain.store import Store
+    from keeper.liquidation.journal import Journal
+
+    deployment = Deployment.load(settings.deployment)
+    contract = load_adapter(settings.adapter, deployment).contract
+    Store.rebuild(settings.store, deployment.chain_id, contract).close()
+    with Journal(settings.store) as journal:
+        stale = [r for r in journal.records() if r.status in ("pending", "replaced")]
+        if stale:
+            journal.update(*(r.with_status("dropped", None, reason="store rebuilt") for r in stale))
+    console.print(
+        f"store {settings.store} rebuilt for {contract} on chain {deployment.chain_id}: indexing again from "
+        f"block {deployment.start_block}"
+        + (f" ({len(stale)} open journal transaction(s) closed as dropped)" if stale else "")
+    )
 
 
 async def _once(settings: KeeperSettings, top: int) -> int:
+    from keeper.publish.mqtt import NullPublisher
     from keeper.service import Keeper
 
-    keeper = Keeper(settings)
+    # one pass publishes nothing: no broker warnings, and no retained status over the daemon's
+    keeper = Keeper(settings, publisher=NullPublisher())
     await keeper.start()
     try:
         report = await keeper.tick(force=True)
@@ -210,6 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             from keeper.service import Keeper
 
+            if args.rebuild:
+                _rebuild(settings)
             asyncio.run(Keeper(settings).run())
             return 0
         if args.command == "once":

@@ -2,12 +2,15 @@
 
 Precedence, highest first: explicit overrides (the CLI's flags), environment variables (`KEEPER_` prefix,
 `__` between nested fields: `KEEPER_MQTT__HOST=broker`), the YAML file (`--config keeper.yaml`), defaults.
-Every error names its field: `ConfigError("keeper.yaml: mqtt.port: Input should be less than 65536")`.
+Every error names its field and where the value came from: `ConfigError("keeper.yaml: mqtt.port: Input
+should be less than 65536")`, or `environment variable KEEPER_MQTT__PORT: mqtt.port: ...` when a variable
+set it.
 An example with every field is docs/keeper.example.yaml (a unit test loads it).
 """
 
 from __future__ import annotations
 
+import os
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
@@ -59,6 +62,9 @@ class KeeperSettings(BaseSettings):
     confirmations: int = Field(12, ge=1, le=1000)  # reorg window kept (blocks)
     max_log_range: int = Field(2000, ge=1)
     poll_interval_s: float = Field(1.0, gt=0)
+    # the daemon's wait between attempts while the node is unreachable doubles from poll_interval_s up to this
+    max_retry_interval_s: float = Field(5.0, gt=0, le=300)
+    heartbeat_s: float = Field(30.0, gt=0, le=30)  # a heartbeat log line at least this often (<= 30 s)
     state_batch: int = Field(500, ge=1, le=5000)
     shard: ShardSettings = ShardSettings()
     warning_health: float = Field(1.2, gt=1.0)
@@ -107,11 +113,27 @@ class KeeperSettings(BaseSettings):
         return tuple(sources)
 
 
-def _describe(exc: ValidationError) -> str:
+def _env_source(loc: tuple[Any, ...], overrides: dict[str, Any]) -> str | None:
+    """The `KEEPER_*` environment variable a bad value at `loc` came from, if one did (the longest match:
+    `KEEPER_MQTT__PORT` for mqtt.port, else `KEEPER_MQTT` holding JSON); None when it came from elsewhere."""
+    names = [str(x) for x in loc if not isinstance(x, int)]
+    if not names or names[0] in overrides:
+        return None
+    env = {k.upper(): k for k in os.environ}
+    for n in range(len(names), 0, -1):
+        key = "KEEPER_" + "__".join(names[:n]).upper()
+        if key in env:
+            return env[key]
+    return None
+
+
+def _describe(exc: ValidationError, where: str, overrides: dict[str, Any]) -> str:
     parts = []
     for e in exc.errors():
         loc = ".".join(str(x) for x in e["loc"]) or "<root>"
-        parts.append(f"{loc}: {e['msg']}")
+        var = _env_source(tuple(e["loc"]), overrides)
+        source = f"environment variable {var}" if var is not None else where
+        parts.append(f"{source}: {loc}: {e['msg']}")
     return "; ".join(parts)
 
 
@@ -134,6 +156,6 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> KeeperSet
     try:
         return KeeperSettings(**overrides)
     except ValidationError as exc:
-        raise ConfigError(f"{where}: {_describe(exc)}") from exc
+        raise ConfigError(_describe(exc, where, overrides)) from exc
     finally:
         _YAML.reset(token)

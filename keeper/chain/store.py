@@ -153,6 +153,22 @@ class Store:
         """Open (or create) the store at `path` for the deployment of `contract` on `chain_id`."""
         return cls(path, chain_id=chain_id, contract=contract)
 
+    @classmethod
+    def rebuild(cls, path: str | Path, chain_id: int, contract: str) -> Store:
+        """Forget the index at `path` (cursor, accounts, reorg window, prices, and which chain it was for) and
+        open it anew for `contract` on `chain_id`: the follower then indexes again from the deployment block.
+        For a store of another chain, or of a chain that was reset. The liquidation journal (its own table)
+        is kept."""
+        db = sqlite3.connect(str(path), isolation_level=None)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for table in ("meta", "cursor", "accounts", "blocks", "prices"):
+                db.execute(f"DROP TABLE IF EXISTS {table}")
+            db.execute("COMMIT")
+        finally:
+            db.close()
+        return cls(path, chain_id=chain_id, contract=contract)
+
     def _open_schema(self) -> None:
         with self._begin():  # one transaction, so two processes opening a new file do not both create it
             if self._db.execute("SELECT 1 FROM sqlite_master WHERE name='meta'").fetchone() is None:
@@ -176,7 +192,8 @@ class Store:
         if chain_id != self.chain_id or contract.lower() != self.contract.lower():
             raise StoreError(
                 f"store {self.path} belongs to {contract} on chain {chain_id}, not {self.contract} on chain "
-                f"{self.chain_id}: point the keeper at another store file"
+                f"{self.chain_id}: point the keeper at another store file, or rebuild this one with "
+                "`python -m keeper run --rebuild`"
             )
 
     @contextmanager
