@@ -7,8 +7,10 @@ Three pieces, wired together by the keeper's composition root:
   `liquidation`, ...): callers never touch a metric object.
 - `HealthState` answers the two probes. Liveness: the main loop ticked within `liveness_timeout_s` (on a
   monotonic clock, injectable for tests). Readiness: live AND synced (the processed block within
-  `max_block_lag` blocks of the head) AND every price fresh AND not paused AND no fatal error. Each answer
-  carries a reason string. Thread-safe: the loop writes, the HTTP thread reads.
+  `max_block_lag` blocks of the head) AND the node reachable (the last RPC round trip of the loop answered)
+  AND its head moving (a new head seen within `max_head_stall_s`) AND not behind the keeper's store AND every
+  price fresh AND not paused AND no fatal error. Each answer carries a reason string. Thread-safe: the loop
+  writes, the HTTP thread reads.
 - `MetricsServer` serves `/metrics` (Prometheus text format), `/healthz` and `/readyz` (200 "ok", or 503
   with the reason) from a stdlib `ThreadingHTTPServer` in a daemon thread. Port 0 binds a free port;
   `.port` tells which.
@@ -57,6 +59,11 @@ class MetricsSettings(BaseModel):
     max_block_lag: int = Field(
         default=5, ge=0, description="not ready when the processed block is further behind the head"
     )
+    max_head_stall_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="not ready when no new head has been seen for this long (60 s: five 12 s blocks)",
+    )
 
 
 # -------------------------------------------------------------------------------------------- metrics
@@ -84,6 +91,11 @@ class KeeperMetrics:
         self._paused = gauge("paused", "1 while the keeper is paused (sends nothing)")
         self._dry_run = gauge("dry_run", "1 when the keeper runs in dry-run mode")
         self._mqtt_connected = gauge("mqtt_connected", "1 while connected to the MQTT broker")
+        self._head_age = gauge(
+            "head_age_seconds", "Wall-clock seconds since the timestamp of the newest head block seen"
+        )
+        self._head_stall = gauge("head_stall_seconds", "Seconds since the keeper last saw a new head block")
+        self._node_up = gauge("node_up", "1 while the node answers the keeper's RPC round trips")
         self._price = gauge("price", "Oracle price (USD per unit)", ("asset",))
         self._price_age = gauge("price_age_seconds", "Age of the oracle answer (chain time)", ("asset",))
         self._tick = Histogram(
@@ -110,6 +122,14 @@ class KeeperMetrics:
         self._head_block.set(head)
         if processed is not None:
             self._processed_block.set(processed)
+
+    def set_head_age(self, age_seconds: float, stall_seconds: float | None = None) -> None:
+        self._head_age.set(age_seconds)
+        if stall_seconds is not None:
+            self._head_stall.set(stall_seconds)
+
+    def set_node_up(self, up: bool) -> None:
+        self._node_up.set(1 if up else 0)
 
     def set_book(
         self, *, accounts: int, at_risk: int, liquidatable: int, lowest_health: float | None = None
@@ -202,6 +222,7 @@ class HealthState:
         *,
         liveness_timeout_s: float = 60.0,
         max_block_lag: int = 5,
+        max_head_stall_s: float | None = None,
         clock: Clock = time.monotonic,
     ) -> None:
         if liveness_timeout_s <= 0:
@@ -219,11 +240,17 @@ class HealthState:
         self._stale: tuple[str, ...] = ()
         self._paused: str | None = None
         self._fatal: str | None = None
+        self.max_head_stall_s = max_head_stall_s
+        self._node: str | None = None  # why the node cannot be used now (unreachable, behind the store)
+        self._new_head_at: float | None = None  # clock() when the head number last changed
 
     @classmethod
     def from_settings(cls, settings: MetricsSettings, *, clock: Clock = time.monotonic) -> HealthState:
         return cls(
-            liveness_timeout_s=settings.liveness_timeout_s, max_block_lag=settings.max_block_lag, clock=clock
+            liveness_timeout_s=settings.liveness_timeout_s,
+            max_block_lag=settings.max_block_lag,
+            max_head_stall_s=settings.max_head_stall_s,
+            clock=clock,
         )
 
     # ------------------------------------------------------------------------------------ writers
@@ -235,10 +262,32 @@ class HealthState:
             self._last_tick = now
 
     def set_blocks(self, head: int, processed: int | None = None) -> None:
+        now = self._clock()
         with self._lock:
+            if head != self._head:
+                self._new_head_at = now
             self._head = head
             if processed is not None:
                 self._processed = processed
+
+    def saw_head(self, head: int) -> None:
+        """The node's head is `head` (a new number restarts the head-stall clock)."""
+        now = self._clock()
+        with self._lock:
+            if head != self._head or self._new_head_at is None:
+                self._new_head_at = now
+            self._head = head
+
+    def head_stall(self) -> float | None:
+        """Seconds since a new head was last seen (None before the first)."""
+        now = self._clock()
+        with self._lock:
+            return None if self._new_head_at is None else now - self._new_head_at
+
+    def set_node(self, problem: str | None) -> None:
+        """Why the node cannot be used now (e.g. "node unreachable: ..."); None once it answers again."""
+        with self._lock:
+            self._node = problem
 
     def set_stale_prices(self, assets: Iterable[str]) -> None:
         """The assets whose oracle price is stale or refused now (empty: every price is fresh)."""
@@ -285,8 +334,20 @@ class HealthState:
                 return Probe(False, f"fatal: {self._fatal}")
             if self._last_tick is None:
                 return Probe(False, "starting: no tick yet")
+            if self._node is not None:
+                return Probe(False, self._node)
             if self._head is None or self._processed is None:
                 return Probe(False, "not synced: no block processed yet")
+            if (
+                self.max_head_stall_s is not None
+                and self._new_head_at is not None
+                and now - self._new_head_at > self.max_head_stall_s
+            ):
+                return Probe(
+                    False,
+                    f"head not moving: no new block since {now - self._new_head_at:.0f} s "
+                    f"(head {self._head}, max {self.max_head_stall_s:g} s)",
+                )
             lag = self._head - self._processed
             if lag > self.max_block_lag:
                 return Probe(

@@ -33,14 +33,14 @@ from keeper.engine.fixedpoint import WAD
 from keeper.engine.netting import FloatParams, wads_to_array
 from keeper.engine.params import RiskParams
 from keeper.engine.screen import Screen, screen
-from keeper.errors import MarginError, RpcError
+from keeper.errors import MarginError, RpcError, RpcUnavailable
 from keeper.liquidation.executor import Executor, LiquidationRequest, TxEvent
 from keeper.liquidation.journal import Journal
 from keeper.liquidation.selector import BookStats, Candidate, candidates, plan, stats
 from keeper.liquidation.signer import Signer
 from keeper.metrics import HealthState, KeeperMetrics, MetricsServer
 from keeper.publish.models import Alert, BlockSummary, ControlCommand, LiquidationEvent, Status
-from keeper.publish.mqtt import Publisher, make_publisher
+from keeper.publish.mqtt import MqttPublisher, Publisher, make_publisher
 
 log = logging.getLogger("keeper")
 
@@ -92,7 +92,11 @@ class Keeper:
         self.adapter: ProtocolAdapter = load_adapter(
             settings.adapter, self.deployment, batch=settings.state_batch
         )
-        self.rpc = RpcClient(settings.rpc_urls, timeout=settings.rpc_timeout_s)
+        self.rpc = RpcClient(
+            settings.rpc_urls,
+            timeout=settings.rpc_timeout_s,
+            backoff_max=min(4.0, settings.max_retry_interval_s),
+        )
         self.store = Store.open(settings.store, self.deployment.chain_id, self.adapter.contract)
         self.follower = Follower(
             self.rpc,
@@ -117,12 +121,20 @@ class Keeper:
         self.health = HealthState.from_settings(settings.metrics)
         self.metrics_server: MetricsServer | None = None
         self.state = _State()
+        self._publisher_started = False
+        self._summary_block: int | None = None  # the block of the last BlockSummary / Status published
         self.publisher: Publisher = publisher or make_publisher(
             settings.mqtt, settings.keeper_id, self.on_control, self._status("online")
         )
+        if isinstance(self.publisher, MqttPublisher):  # the gauge follows the connection, not the ticks
+            self.publisher.on_connection = self.metrics.set_mqtt_connected
         self._stopping = asyncio.Event()
         self._failovers = 0
         self._mqtt_dropped = 0
+        self._waiting: str | None = None  # what the daemon waits for (the node, start-up), for the heartbeat
+        self._failures = 0  # consecutive failed iterations of the daemon loop
+        self._failing_since: float | None = None
+        self._last_error = ""
 
     # ------------------------------------------------------------------------------------------ lifecycle
     @property
@@ -130,6 +142,8 @@ class Keeper:
         return [a.symbol for a in self.deployment.assets]
 
     def _status(self, state: str, block: int | None = None) -> Status:
+        if block is None:
+            block = self._summary_block
         return Status(
             v=1,
             keeper_id=self.settings.keeper_id,
@@ -142,14 +156,23 @@ class Keeper:
         )
 
     async def start(self) -> None:
+        await self._start_local()
         await self.executor.start()
+
+    async def _start_local(self) -> None:
+        """What start() does without the node: telemetry and the probes (the daemon retries the rest)."""
+        if self._publisher_started:
+            return
+        self._publisher_started = True
+        self.metrics.set_mqtt_connected(False)
+        self.metrics.set_node_up(False)
+        self.metrics.set_dry_run(self.executor.dry_run)
         await self.publisher.start()
         if self.settings.metrics.enabled:
             self.metrics_server = MetricsServer.from_settings(
                 self.metrics, self.health, self.settings.metrics
             )
             self.metrics_server.start()
-        self.metrics.set_dry_run(self.executor.dry_run)
 
     async def stop(self) -> None:
         """Finish what is in flight (receipts of this block), persist, say offline, close."""
@@ -188,6 +211,7 @@ class Keeper:
         t0 = time.perf_counter()
         rpc0 = self.rpc.stats.snapshot()
         upd = await self.follower.poll()
+        self._node_answered()
         if upd is None and not force:
             self.health.tick()
             return None
@@ -266,6 +290,27 @@ class Keeper:
         self.health.set_stale_prices([self.symbols[i] for i in stale if i < len(self.symbols)])
         self.health.tick()
         return report
+
+    def _node_answered(self) -> None:
+        """The node answered a poll: readiness follows what the follower saw (a head behind the store keeps
+        the keeper not ready, said once here and again by every heartbeat)."""
+        behind = self.follower.behind
+        if behind is not None and self._waiting != behind:
+            log.warning("waiting: %s", behind)
+        elif behind is None and self._waiting is not None and self._waiting.startswith("node behind"):
+            log.warning("the node passed the processed block again: resuming")
+        self._waiting = behind
+        self.health.set_node(behind)
+        self.metrics.set_node_up(True)
+        head = self.follower.last_head
+        if head is not None:
+            self.health.saw_head(head.number)
+        self._observe_head()
+
+    def _observe_head(self) -> None:
+        head = self.follower.last_head
+        if head is not None:
+            self.metrics.set_head_age(max(0.0, time.time() - head.timestamp), self.health.head_stall())
 
     def _wanted(self, upd: FollowUpdate | None) -> list[str]:
         """The accounts of this shard to read now: all of them after a (re)start, else the changed ones."""
@@ -433,24 +478,28 @@ class Keeper:
         for ev in r.events:
             self._publish_tx(ev)
         prices = {s: p / WAD for s, p in zip(self.symbols, market.prices, strict=False) if p > 0}
-        self.publisher.publish(
-            BlockSummary(
-                v=1,
-                block=r.block,
-                block_ts=market.timestamp,
-                accounts=r.accounts,
-                changed_accounts=r.changed_accounts,
-                at_risk=r.stats.at_risk,
-                liquidatable=len(r.candidates),
-                lowest_health=r.stats.lowest_health,
-                engine_ms=r.engine_ms,
-                tick_ms=r.tick_ms,
-                rpc_round_trips=r.rpc_round_trips,
-                prices=prices,
-                paused=self.state.paused,
-                dry_run=self.executor.dry_run,
+        new_block = r.block != self._summary_block
+        self._summary_block = r.block
+        if new_block:  # once per processed block (a forced tick of the same head publishes nothing new)
+            self.publisher.publish(self._status("paused" if self.state.paused else "online"))
+            self.publisher.publish(
+                BlockSummary(
+                    v=1,
+                    block=r.block,
+                    block_ts=market.timestamp,
+                    accounts=r.accounts,
+                    changed_accounts=r.changed_accounts,
+                    at_risk=r.stats.at_risk,
+                    liquidatable=len(r.candidates),
+                    lowest_health=r.stats.lowest_health,
+                    engine_ms=r.engine_ms,
+                    tick_ms=r.tick_ms,
+                    rpc_round_trips=r.rpc_round_trips,
+                    prices=prices,
+                    paused=self.state.paused,
+                    dry_run=self.executor.dry_run,
+                )
             )
-        )
         m = sc.margin
         liquidatable = {c.row for c in r.candidates}
         for row in r.stats.warnings:
@@ -484,7 +533,6 @@ class Keeper:
         m.observe_engine(r.engine_ms / 1e3)
         m.add_rpc(round_trips=r.rpc_round_trips, failovers=self._rpc_failovers())
         stats = self.publisher.stats
-        m.set_mqtt_connected(stats.connected)
         m.mqtt_dropped(stats.dropped - self._mqtt_dropped)
         self._mqtt_dropped = stats.dropped
 
@@ -498,22 +546,100 @@ class Keeper:
         self._stopping.set()
 
     async def run(self) -> None:
-        """The daemon: tick on every new head until SIGTERM/SIGINT, surviving RPC errors."""
+        """The daemon: tick on every new head until SIGTERM/SIGINT. Nothing stops it but a signal or an error
+        it cannot leave by itself (wrong chain, a reorg deeper than the store): an unreachable node, at
+        start-up or later, is waited for with retries (at most `max_retry_interval_s` apart), /readyz fails
+        from the first failed attempt, and a heartbeat line is logged every `heartbeat_s` meanwhile."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
-        await self.start()
-        backoff = self.settings.poll_interval_s
+        heartbeat = asyncio.create_task(self._heartbeat(), name="keeper-heartbeat")
         try:
+            await self._start_local()
+            started = False
+            backoff = self.settings.poll_interval_s
             while not self._stopping.is_set():
                 try:
+                    if not started:
+                        self._waiting = self._waiting or "start-up: the node (reading the signer's nonces)"
+                        await self.executor.start()
+                        started = True
+                        self._waiting = None
                     await self.tick()
+                    self._recovered()
                     backoff = self.settings.poll_interval_s
                 except RpcError as exc:
-                    self.metrics.error(type(exc).__name__)
-                    log.error("tick failed, retrying: %s", exc)
-                    backoff = min(backoff * 2, 30.0)
+                    self._failed(exc, starting=not started)
+                    backoff = min(backoff * 2, self.settings.max_retry_interval_s)
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=backoff)
         finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
             await self.stop()
+
+    def _failed(self, exc: RpcError, *, starting: bool) -> None:
+        """One failed iteration: not ready at once; logged in full the first time, then by the heartbeat."""
+        self.metrics.error(type(exc).__name__)
+        self._failures += 1
+        self._last_error = str(exc)
+        unreachable = isinstance(exc, RpcUnavailable)
+        what = "start-up" if starting else "tick"
+        if unreachable:
+            self.health.set_node(f"node unreachable: {exc}")
+            self.metrics.set_node_up(False)
+            self._waiting = f"{what}: waiting for the RPC node ({', '.join(self.settings.rpc_urls)})"
+        if self._failures == 1:
+            self._failing_since = time.monotonic()
+            log.error("%s failed, retrying: %s", what, exc)
+        else:
+            log.debug("%s failed again (%d in a row): %s", what, self._failures, exc)
+        self._observe_head()
+
+    def _recovered(self) -> None:
+        if self._failures:
+            waited = time.monotonic() - (self._failing_since or time.monotonic())
+            log.warning(
+                "the node answers again after %d failed attempt(s) over %.0f s", self._failures, waited
+            )
+            self._failures = 0
+            self._failing_since = None
+            if self._waiting is not None and not self._waiting.startswith("node behind"):
+                self._waiting = None
+
+    def heartbeat_line(self) -> str:
+        """What the keeper is doing, in one line: head and its age, processed block, readiness, waits."""
+        head = self.follower.last_head
+        cursor = self.store.cursor()
+        stall = self.health.head_stall()
+        parts = [
+            f"head {head.number} (block time {max(0.0, time.time() - head.timestamp):.0f} s ago"
+            + (f", new head {stall:.0f} s ago)" if stall is not None else ")")
+            if head is not None
+            else "head unknown",
+            f"processed {cursor.number if cursor is not None else 'nothing'}",
+            f"{len(self.book)} accounts",
+        ]
+        ready = self.health.readiness()
+        parts.append("ready" if ready.ok else f"NOT READY ({ready.reason})")
+        if self._waiting is not None:
+            waited = (
+                f", {self._failures} failed attempt(s) in {time.monotonic() - self._failing_since:.0f} s"
+                if self._failing_since is not None
+                else ""
+            )
+            last = f"; last error: {self._last_error}" if self._failures else ""
+            parts.append(f"waiting for {self._waiting.split(': ', 1)[-1]}{waited}{last}")
+        return "heartbeat: " + "; ".join(parts)
+
+    async def _heartbeat(self) -> None:
+        """A log line every `heartbeat_s`, whatever the loop is doing (WARNING while not ready)."""
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_s)
+            try:
+                self._observe_head()
+                ready = self.health.readiness().ok and self._waiting is None
+                log.log(logging.INFO if ready else logging.WARNING, "%s", self.heartbeat_line())
+            except Exception:  # the heartbeat must never take the daemon down
+                log.exception("heartbeat failed")

@@ -131,6 +131,10 @@ class Follower:
         self._max_range = max_range
         self._known = {row.address: row.first_seen_block for row in store.accounts()}
         self._started = False
+        #: the node's head at the last poll (None before the first one that answered)
+        self.last_head: BlockRef | None = None
+        #: why the last poll could not go on (a node behind the processed block); None when it could
+        self.behind: str | None = None
 
     def accounts(self) -> list[str]:
         """Every indexed account, in (first_seen_block, address) order."""
@@ -158,19 +162,30 @@ class Follower:
         )
         if int(chain_id, 16) != self._store.chain_id:
             raise FollowerError(
-                f"the node serves chain {int(chain_id, 16)}, the store is for chain {self._store.chain_id}"
+                f"the node serves chain {int(chain_id, 16)}, the store is for chain {self._store.chain_id}: "
+                "check rpc_urls, or rebuild the store with `python -m keeper run --rebuild`"
             )
         return BlockRef.from_rpc(block)
 
     async def _poll(self) -> FollowUpdate | None:
         first = not self._started
         head = await self._head()
+        self.last_head = head
         cursor = self._store.cursor()
+        self.behind = None
         if cursor is None:
             if head.number < self._start_block - 1:
                 raise FollowerError(f"the node's head {head.number} is below start block {self._start_block}")
             return self._commit(head, await self._scan(None, head), [], None, first)
         if head.hash == cursor.hash or (head.number < cursor.number and self._lagging(head)):
+            if head.number < cursor.number:
+                # the node is behind what was processed: restarted from an older state, still syncing, or
+                # a reset chain; nothing to do until it passes the cursor, but the caller must say so
+                self.behind = (
+                    f"node behind the store: its head {head.number} is {cursor.number - head.number} "
+                    f"block(s) below the processed block {cursor.number} (restarted from an older state, "
+                    f"still syncing, or a reset chain: then `python -m keeper run --rebuild`)"
+                )
             return self._commit(head, None, [], None, first) if first else None
         scan = await self._scan(cursor, head) if head.number > cursor.number else None
         if scan is not None:
@@ -200,7 +215,8 @@ class Follower:
         span = f"{stored[0].number}..{stored[-1].number}" if stored else "(none stored)"
         raise ReorgTooDeep(
             f"reorg deeper than the stored window: none of the stored blocks {span} is on the chain any more "
-            f"(head {head.number}); rebuild the store from block {self._start_block}"
+            f"(head {head.number}); rebuild the store from block {self._start_block}: "
+            "`python -m keeper run --rebuild`"
         )
 
     async def _scan(self, base: Cursor | None, head: BlockRef) -> _Scan | None:

@@ -297,6 +297,8 @@ class MqttPublisher:
         self._drop_log = _Throttle()
         self._conn_log = _Throttle()
         self._reject_log = _Throttle(burst=20)
+        #: called with True / False when the broker connection comes up / goes down (e.g. a metrics gauge)
+        self.on_connection: Callable[[bool], None] | None = None
 
     # ------------------------------------------------------------------ Publisher
 
@@ -386,7 +388,9 @@ class MqttPublisher:
         if left:
             self._dropped += left
             log.warning("mqtt: %d buffered messages not delivered before stop", left)
-        self._connected = False
+        if self._connected:
+            self._connected = False
+            self._notify_connection(False)
 
     async def wait_connected(self, within_s: float) -> bool:
         """True once connected (and the status sent), False after `within_s` seconds."""
@@ -448,7 +452,9 @@ class MqttPublisher:
             except Exception as exc:
                 self._session_failed(exc, connected=self._connections > was)
             finally:
-                self._connected = False
+                if self._connected:
+                    self._connected = False
+                    self._notify_connection(False)
                 self._connected_event.clear()
                 self._requeue_inflight()
             if self._stopping.is_set():
@@ -460,6 +466,13 @@ class MqttPublisher:
             attempt = min(attempt + 1, 30)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
+
+    def _notify_connection(self, up: bool) -> None:
+        if self.on_connection is not None:
+            try:
+                self.on_connection(up)
+            except Exception:
+                log.exception("mqtt: on_connection callback failed")
 
     def _session_failed(self, exc: BaseException, *, connected: bool) -> None:
         if not connected:
@@ -493,6 +506,7 @@ class MqttPublisher:
         client = self._client()
         async with client:
             self._connected = True
+            self._notify_connection(True)
             self._connections += 1
             self._status_dirty = True
             dropped, self._dropped_at_connect = self._dropped - self._dropped_at_connect, self._dropped

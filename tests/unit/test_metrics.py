@@ -255,3 +255,25 @@ def test_server_stops_and_settings() -> None:
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(f"{url}/healthz", timeout=2)
     server.stop()  # idempotent
+
+
+def test_readiness_fails_while_the_node_is_unreachable_or_its_head_stalls() -> None:
+    now = [0.0]
+    h = HealthState(max_head_stall_s=30, clock=lambda: now[0])
+    h.tick()
+    h.set_blocks(100, 100)
+    assert h.readiness().ok
+    h.set_node("node unreachable: connection refused")
+    assert not h.readiness().ok and "unreachable" in h.readiness().reason
+    h.set_node(None)
+    now[0] = 20.0
+    h.tick()
+    h.saw_head(100)  # the same head: the stall clock keeps running
+    assert h.readiness().ok
+    now[0] = 31.0
+    h.tick()
+    probe = h.readiness()
+    assert not probe.ok and "head not moving" in probe.reason
+    h.saw_head(101)
+    h.set_blocks(101, 101)
+    assert h.readiness().ok and h.head_stall() == 0.0
