@@ -3,6 +3,7 @@
     python -m sim run scenarios/demo.yaml [--seed N] [--out DIR] [--paths P] [--no-variants] [--workers K]
     python -m sim sweep scenarios/crash.yaml --out reports/sweep [--workers K] [--seed N]
     python -m sim report reports/demo            # report.md again from report.json
+    python -m sim playground {deploy,open,fund,price,books}   # a running local chain (sim/playground.py)
 
 `run` starts an anvil per chain run (each Monte Carlo path of each parameter set: the base and every
 `sweep.variants` entry), writes report.json, report.md and the plots into --out, and prints a summary line.
@@ -28,6 +29,7 @@ from typing import Any
 
 from keeper.errors import MarginError
 from sim.metrics import tail_caveat
+from sim.playground import PlaygroundError
 from sim.scenario import ScenarioError, load_scenario
 
 
@@ -247,6 +249,9 @@ def parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="render report.md again from DIR/report.json")
     report.add_argument("dir", type=Path)
     report.set_defaults(fn=cmd_report)
+    from sim.playground import add_parser as add_playground
+
+    add_playground(sub)
     return ap
 
 
@@ -259,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = install_signal_handlers()
     try:
         return int(args.fn(args))
-    except ScenarioError as exc:
+    except (ScenarioError, PlaygroundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
