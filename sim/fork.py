@@ -3,10 +3,10 @@
 In a test suite, enable the plugin (in the root `conftest.py`: `pytest_plugins = ["sim.fork"]`) and ask
 for the `margin_fork` fixture: a fresh anvil forked from a base chain that has the protocol deployed (the
 base is started once per session), with helpers to set a price, warp time, open a portfolio and run the
-production keeper's tick:
+production keeper's tick (tests/sim/test_fork_docstring.py runs this example):
 
     def test_my_liquidation(margin_fork):
-        acct = margin_fork.open(cash_usd=10_000, perps=(30.0,))     # 30 ETH perp long
+        acct = margin_fork.open(cash_usd=24_000, perps=(30.0,))     # 30 ETH perp long ($22.5k IM)
         margin_fork.set_price(0, 1_700.0)
         report = margin_fork.keeper_tick()                          # keeper.service.Keeper.tick()
         margin_fork.mine()
