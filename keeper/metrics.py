@@ -332,10 +332,10 @@ class HealthState:
                 return Probe(False, f"not live: {live.reason}")
             if self._fatal is not None:
                 return Probe(False, f"fatal: {self._fatal}")
-            if self._last_tick is None:
-                return Probe(False, "starting: no tick yet")
             if self._node is not None:
                 return Probe(False, self._node)
+            if self._last_tick is None:
+                return Probe(False, "starting: no tick yet")
             if self._head is None or self._processed is None:
                 return Probe(False, "not synced: no block processed yet")
             if (

@@ -589,7 +589,7 @@ class Keeper:
         if unreachable:
             self.health.set_node(f"node unreachable: {exc}")
             self.metrics.set_node_up(False)
-            self._waiting = f"{what}: waiting for the RPC node ({', '.join(self.settings.rpc_urls)})"
+            self._waiting = f"{what}: the RPC node ({', '.join(self.settings.rpc_urls)})"
         if self._failures == 1:
             self._failing_since = time.monotonic()
             log.error("%s failed, retrying: %s", what, exc)
