@@ -33,10 +33,18 @@ from sim.playground import PlaygroundError
 from sim.scenario import ScenarioError, load_scenario
 
 
-def _progress_bar(enabled: bool) -> tuple[Any, Any]:
-    from sim.runner import rich_progress
+def _progress(quiet: bool) -> tuple[Any, Any]:
+    """(context, callback) of the progress of `run`: a live rich bar per chain run on a terminal, plain
+    lines on stderr otherwise (a log or a pipe), nothing with --quiet."""
+    import contextlib
 
-    return rich_progress(disable=not enabled)
+    from sim.runner import rich_progress, text_progress
+
+    if quiet:
+        return contextlib.nullcontext(), None
+    if sys.stderr.isatty():
+        return rich_progress()
+    return contextlib.nullcontext(), text_progress(sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -45,7 +53,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     scenario = load_scenario(args.scenario)
     out = Path(args.out or f"reports/{scenario.name}")
-    bar, update = _progress_bar(not args.quiet and sys.stderr.isatty())
+    bar, update = _progress(args.quiet)
     t0 = time.perf_counter()
     with bar:
         result = run_scenario(
@@ -235,7 +243,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--paths", type=int, default=None, help="Monte Carlo paths (default: montecarlo.paths)")
     run.add_argument("--no-variants", action="store_true", help="skip the scenario's sweep.variants")
     run.add_argument("--workers", type=int, default=1, help="chain runs in parallel processes (default 1)")
-    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--quiet", action="store_true", help="no progress (default: per chain run and step on stderr)"
+    )
     run.set_defaults(fn=cmd_run)
     sweep = sub.add_parser("sweep", help="run the scenario's sweep.grid in parallel and rank the points")
     sweep.add_argument("scenario", type=Path)

@@ -132,7 +132,7 @@ class Breach:
 @dataclass(frozen=True)
 class Missed:
     account: int
-    reason: Literal["liquidatable_at_end", "insolvent_unliquidated"]
+    reason: Literal["liquidatable_at_end", "insolvent_unliquidated", "breached_too_late"]
     breach_step: int
     equity_usd: float  # at the end
     maintenance_usd: float  # at the end
@@ -189,6 +189,8 @@ class RunRecord:
     notes: tuple[str, ...] = field(default=())
     negative_at_end: tuple[int, ...] = ()  # accounts with E < 0 at the end (exact, from the chain)
     insurance_seed_usd: float = 0.0  # deposited into the insurance fund at setup (scenario field)
+    keeper_delay_blocks: int = 0  # the scenario's keepers.latency_blocks (configured, not measured)
+    too_late: tuple[Missed, ...] = ()  # liquidatable at the end, breached too late to act on (split_too_late)
 
     @property
     def accounts(self) -> int:
@@ -243,6 +245,36 @@ def find_missed(
         elif br.insolvent_step is not None and br.account not in done:
             out.append(Missed(br.account, "insolvent_unliquidated", br.step, e, mm))
     return tuple(out)
+
+
+def episode_start(below: BoolArray, account: int) -> int:
+    """First row of the breach episode `account` is in at the last row of `below` ((T, A), E < MM): the row
+    after its last row at or above MM, or T when the last row is not below (a breach only the end-of-run
+    margins show)."""
+    col = np.asarray(below, dtype=bool)[:, account]
+    if not col[-1]:
+        return int(col.shape[0])
+    above = np.flatnonzero(~col)
+    return int(above[-1]) + 1 if above.size else 0
+
+
+def split_too_late(
+    missed: Sequence[Missed], below: BoolArray, delay: int
+) -> tuple[tuple[Missed, ...], tuple[Missed, ...]]:
+    """(missed, too late): an account liquidatable at the end whose breach episode began after row
+    T - 1 - `delay` could not have been liquidated before the run ended (a keeper leaves an account alone
+    for the first `delay` steps of its breach and liquidates in the keeper block of a step at the earliest),
+    so it is not a missed liquidation; it comes back with reason "breached_too_late"."""
+    last = int(np.asarray(below).shape[0]) - 1
+    kept, late = [], []
+    for m in missed:
+        if m.reason == "liquidatable_at_end" and episode_start(below, m.account) + delay > last:
+            late.append(
+                Missed(m.account, "breached_too_late", m.breach_step, m.equity_usd, m.maintenance_usd)
+            )
+        else:
+            kept.append(m)
+    return tuple(kept), tuple(late)
 
 
 def capital_snapshot(
@@ -358,13 +390,23 @@ class Latency(_Out):
     true_median: float | None = None
     true_p95: float | None = None
     true_max: int | None = None
+    # the keepers' configured delay (scenario keepers.latency_blocks): part of every figure above, so the
+    # measured reaction is latency - configured_delay_blocks (the least possible is 1: the keeper block)
+    configured_delay_blocks: int = 0
+    measured_median: float | None = None
+    measured_p95: float | None = None
+    measured_max: int | None = None
 
 
 class MissedLiquidations(_Out):
+    """Breaches a keeper could have acted on and did not. Accounts that fell under maintenance too late to
+    be liquidated before the run ended (`breached_too_late`) are not counted in `count`."""
+
     count: int
     liquidatable_at_end: int
     insolvent_unliquidated: int
     accounts: list[int]
+    breached_too_late: int = 0
 
 
 class KeeperTotals(_Out):
@@ -527,7 +569,8 @@ def accounts_with_bad_debt(rec: RunRecord) -> set[int]:
     """Accounts that left bad debt: closed with a deficit, or open with E < 0 at the end (docstring)."""
     out = {lq.account for lq in rec.liquidations if lq.deficit_usd > 0}
     out |= set(rec.negative_at_end)
-    out |= {m.account for m in rec.missed if m.equity_usd < 0}  # records made before negative_at_end
+    # records made before negative_at_end
+    out |= {m.account for m in (*rec.missed, *rec.too_late) if m.equity_usd < 0}
     return out
 
 
@@ -607,8 +650,16 @@ def _liquidations(rec: RunRecord) -> Liquidations:
 def _latency(rec: RunRecord) -> Latency:
     lat = np.array([lq.latency_blocks for lq in rec.liquidations], dtype=np.float64)
     if lat.size == 0:
-        return Latency(count=0, mean=None, median=None, p95=None, max=None)
+        return Latency(
+            count=0,
+            mean=None,
+            median=None,
+            p95=None,
+            max=None,
+            configured_delay_blocks=rec.keeper_delay_blocks,
+        )
     true = np.array([lq.true_latency_blocks for lq in rec.liquidations if lq.true_latency_blocks is not None])
+    measured = lat - rec.keeper_delay_blocks
     return Latency(
         count=int(lat.size),
         mean=float(lat.mean()),
@@ -618,6 +669,10 @@ def _latency(rec: RunRecord) -> Latency:
         true_median=float(np.median(true)) if true.size else None,
         true_p95=float(np.quantile(true, 0.95)) if true.size else None,
         true_max=int(true.max()) if true.size else None,
+        configured_delay_blocks=rec.keeper_delay_blocks,
+        measured_median=float(np.median(measured)),
+        measured_p95=float(np.quantile(measured, 0.95)),
+        measured_max=int(measured.max()),
     )
 
 
@@ -627,6 +682,7 @@ def _missed(rec: RunRecord) -> MissedLiquidations:
         liquidatable_at_end=sum(m.reason == "liquidatable_at_end" for m in rec.missed),
         insolvent_unliquidated=sum(m.reason == "insolvent_unliquidated" for m in rec.missed),
         accounts=[m.account for m in rec.missed][:MAX_LISTED],
+        breached_too_late=len(rec.too_late),
     )
 
 

@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from sim.metrics import HEALTH_QUANTILES, BadDebt, RunRecord, SimReport, SimResult, tail_caveat
+from sim.metrics import HEALTH_QUANTILES, BadDebt, Latency, RunRecord, SimReport, SimResult, tail_caveat
 
 PLOTS = ("prices", "health", "liquidations", "insurance_fund", "bad_debt", "margin")
 
@@ -81,7 +81,7 @@ def narrative(r: SimReport) -> list[str]:
             f"Keepers made {_plural(lq.count, 'liquidation')} of {_plural(lq.accounts, 'account')} "
             f"({lq.full_closures} closed in full), {usd(lq.volume_usd)} of notional, {usd(lq.penalties_usd)} "
             f"in penalties; the median liquidation came {_num(lat.median, 'g')} block(s) after the breach "
-            f"(95th percentile {_num(lat.p95, '.3g')}, worst {lat.max})."
+            f"(95th percentile {_num(lat.p95, '.3g')}, worst {lat.max})" + _latency_parts(lat)
         )
         if lat.true_median is not None and (lat.true_median, lat.true_max) != (lat.median, lat.max):
             out.append(
@@ -100,6 +100,17 @@ def narrative(r: SimReport) -> list[str]:
         )
     else:
         out.append("No liquidation was missed.")
+    if m.breached_too_late:
+        out.append(
+            f"{_plural(m.breached_too_late, 'account')} fell under maintenance too late to be liquidated "
+            "before the run ended"
+            + (
+                f" (within the keepers' configured delay of {_plural(lat.configured_delay_blocks, 'block')})"
+                if lat.configured_delay_blocks
+                else " (after the last keeper block)"
+            )
+            + ": not counted as missed."
+        )
     d, f = r.bad_debt, r.insurance_fund
     out.append(
         f"Bad debt: {usd(d.total_usd)}{_of_oi(d)} ({usd(d.covered_by_fund_usd)} covered by the insurance "
@@ -148,6 +159,21 @@ def narrative(r: SimReport) -> list[str]:
         f"price impact): PnL {usd(k.pnl_usd)}."
     )
     return out
+
+
+def _latency_parts(lat: Latency) -> str:
+    """The end of the latency sentence: how much of it is the configured keeper delay, how much measured."""
+    if not lat.configured_delay_blocks:
+        return (
+            "; no keeper delay was configured, so all of it is measured (1 is the least: the block that "
+            "carries the transaction)."
+        )
+    return (
+        f". Of that, {_plural(lat.configured_delay_blocks, 'block')} is the keepers' configured delay "
+        "(scenario keepers.latency_blocks), not their speed; measured beyond it: median "
+        f"{_num(lat.measured_median, 'g')}, 95th percentile {_num(lat.measured_p95, '.3g')}, worst "
+        f"{lat.measured_max} (1 is the least: the block that carries the transaction)."
+    )
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -225,10 +251,15 @@ def markdown(r: SimReport, plots: list[str]) -> str:
          ["volume", usd(lq.volume_usd)], ["penalties", usd(lq.penalties_usd)],
          ["latency blocks: median / p95 / max",
           f"{_num(lat.median, 'g')} / {_num(lat.p95, '.3g')} / {lat.max}"],
+         ["  of which the keepers' configured delay", str(lat.configured_delay_blocks)],
+         ["  measured beyond the configured delay: median / p95 / max",
+          f"{_num(lat.measured_median, 'g')} / {_num(lat.measured_p95, '.3g')} / {lat.measured_max}"],
          ["latency from the true-price breach: median / p95 / max",
           f"{_num(lat.true_median, 'g')} / {_num(lat.true_p95, '.3g')} / {lat.true_max}"],
          ["missed: liquidatable at end / insolvent unliquidated",
-          f"{r.missed_liquidations.liquidatable_at_end} / {r.missed_liquidations.insolvent_unliquidated}"]],
+          f"{r.missed_liquidations.liquidatable_at_end} / {r.missed_liquidations.insolvent_unliquidated}"],
+         ["breached too late to liquidate before the end (not missed)",
+          str(r.missed_liquidations.breached_too_late)]],
     )  # fmt: skip
     b = r.margin_breaches
     lines += ["## By cohort", ""]
@@ -363,6 +394,9 @@ def plot_bad_debt(records: tuple[RunRecord, ...], path: Path) -> None:
     )
     ax.set_ylim(0.0, max(1.0, float(rec.series.bad_debt.max()) * 1.1))
     ax.legend(fontsize=8)
+    if rec.bad_debt_usd <= 0 and float(rec.series.socialised.max()) <= 0:
+        ax.text(0.5, 0.5, "no bad debt on this path", transform=ax.transAxes, ha="center", va="center",
+                fontsize=13, color="tab:green")  # fmt: skip
     if many:
         from sim.metrics import tail_risk
 
@@ -375,6 +409,9 @@ def plot_bad_debt(records: tuple[RunRecord, ...], path: Path) -> None:
         a2.axvline(es99, color="tab:red", label=f"ES 99% {usd(es99)}")
         a2.set(xlabel="bad debt per path (USD)", ylabel="paths", title=f"Bad debt over {len(records)} paths")
         a2.legend(fontsize=8)
+        if float(losses.max()) <= 0:
+            a2.text(0.5, 0.5, f"no bad debt on any of the {len(records)} paths", transform=a2.transAxes,
+                    ha="center", va="center", fontsize=12, color="tab:green")  # fmt: skip
     _save(fig, path)
 
 

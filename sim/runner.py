@@ -67,7 +67,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 from eth_abi import decode as abi_decode
@@ -98,6 +98,7 @@ from sim.metrics import (
     detect_breaches,
     find_missed,
     health_quantiles,
+    split_too_late,
 )
 from sim.oracle import FeedUpdates, scenario_feeds
 from sim.paths import PricePaths, price_paths
@@ -272,6 +273,7 @@ class ChainRun:
         self.rp = rp
         self.prices = np.asarray(prices, dtype=np.float64)  # (T, n)
         self.path = path
+        self.paths = len(feeds.push)  # Monte Carlo paths of the run this chain run is one of
         self.push = feeds.push[path]
         self.value = feeds.value[path]
         self.answer = feeds.answer[path]
@@ -288,8 +290,15 @@ class ChainRun:
         self.notes: list[str] = []
         self.stack: st.ChainStack | None = None
 
+    @property
+    def progress_label(self) -> str:
+        """One progress task per chain run, "<parameter set>, path k/P, steps" (sim/__main__.py)."""
+        return f"{self.variant}, path {self.path + 1}/{self.paths}, steps"
+
     # ---------------------------------------------------------------- entry point
     def run(self) -> RunRecord:
+        if self.progress is not None:  # the task shows (at step 0) while the chain is set up
+            self.progress(self.progress_label, 0, self.prices.shape[0] - 1)
         with chain_node() as node, tempfile.TemporaryDirectory(prefix="sim-", dir=self.workdir) as tmp:
             return asyncio.run(self._run(node, Path(tmp)))
 
@@ -714,7 +723,7 @@ class ChainRun:
             if UNWIND:
                 to_hedge.update(k for k, tally in enumerate(tallies) if tally.succeeded > before[k])
             if self.progress is not None:
-                self.progress(self.variant, t, T - 1)
+                self.progress(self.progress_label, t, T - 1)
 
         if traders.topup_below_health is not None:
             self.notes.append(
@@ -737,7 +746,9 @@ class ChainRun:
         end_mm = np.array([m.maintenance / WAD for m in final], dtype=np.float64)
         breaches: tuple[Breach, ...] = detect_breaches(books.equity, books.maintenance, block)
         liquidated = {lq.account for lq in liqs}
-        missed = find_missed(end_e, end_mm, breaches, liquidated)
+        missed, too_late = split_too_late(
+            find_missed(end_e, end_mm, breaches, liquidated), books.equity < books.maintenance, latency
+        )
         latent = float(np.sum(np.maximum(0.0, -end_e)))
         records, gas = self._keeper_records(rpc, tallies, step_of_block, native)
         funded = self.scenario.keepers.capital_usd
@@ -800,6 +811,8 @@ class ChainRun:
             notes=tuple(notes),
             negative_at_end=tuple(int(a) for a in np.flatnonzero(end_e < 0)),
             insurance_seed_usd=float(sc.insurance_fund_usd),
+            keeper_delay_blocks=latency,
+            too_late=too_late,
         )
 
     def _keeper_records(
@@ -1056,7 +1069,9 @@ def sweep_point(
 
 
 def rich_progress(*, disable: bool = False) -> tuple[Any, Progress]:
-    """A rich progress bar (one task per parameter set) and the callback that drives it."""
+    """A rich progress bar on stderr (one task per chain run: parameter set and path, counting steps) and
+    the callback that drives it."""
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
     from rich.progress import Progress as Bar
 
@@ -1066,15 +1081,39 @@ def rich_progress(*, disable: bool = False) -> tuple[Any, Progress]:
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         disable=disable,
+        console=Console(stderr=True),
     )
     tasks: dict[str, Any] = {}
 
     def update(label: str, done: int, total: int) -> None:
         if label not in tasks:
             tasks[label] = bar.add_task(label, total=total)
-        bar.update(tasks[label], completed=done)
+        bar.update(tasks[label], completed=done, total=total)
 
     return bar, update
+
+
+def text_progress(
+    stream: TextIO, *, every_s: float = 30.0, clock: Callable[[], float] = time.monotonic
+) -> Progress:
+    """Progress as plain lines (for a log or a pipe, where a live bar does not show): a line when a chain
+    run starts, then at most one per `every_s` seconds per run, and one when it ends."""
+    last: dict[str, float] = {}
+    start: dict[str, float] = {}
+
+    def update(label: str, done: int, total: int) -> None:
+        now = clock()
+        first = label not in last
+        if first:
+            start[label] = now
+        end = done >= total
+        if first or end or now - last[label] >= every_s:
+            last[label] = now
+            what = "started" if first and done == 0 else f"{done}/{total}"
+            stream.write(f"{label}: {what} ({now - start[label]:.0f} s)\n")
+            stream.flush()
+
+    return update
 
 
 def elapsed(fn: Callable[[], Any]) -> tuple[Any, float]:
