@@ -242,8 +242,10 @@ def resample(
     if m < cfg.min_observations:
         span = f"{_iso(ts[0])} .. {_iso(end)}"
         raise PriceDataError(
-            f"price history too short: {available} prices at one per {step} s ({span}, {ts.shape[0]} "
-            f"observations); recalibration needs at least {cfg.min_observations}"
+            f"price history too short: {ts.shape[0]} recorded observations span {span}, which is "
+            f"{available} price(s) at one per recalibration.interval_s = {step} s; recalibration needs at "
+            f"least recalibration.min_observations = {cfg.min_observations} of them. Record for longer, or "
+            f"on a fast local chain lower recalibration.interval_s (with horizon in the same periods)"
         )
     grid = end - step * np.arange(m - 1, -1, -1, dtype=np.int64)
     idx = np.searchsorted(ts, grid, side="right") - 1

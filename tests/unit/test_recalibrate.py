@@ -164,8 +164,16 @@ def replace_cfg(cfg: RecalibrationSettings, **kw: Any) -> RecalibrationSettings:
 
 def test_too_short_history_is_refused() -> None:
     stamps, prices = daily_path(40)
-    with pytest.raises(PriceDataError, match=r"too short: 40 prices .* at least 60"):
+    with pytest.raises(
+        PriceDataError, match=r"too short: 40 recorded observations .* 40 price\(s\) .* at least"
+    ):
         recalibrate(prices, stamps, current_params(), RecalibrationSettings())
+    # many block observations within one day are still one daily price: the message says which settings
+    many = np.arange(66, dtype=np.int64) * 12 + int(stamps[0])
+    with pytest.raises(
+        PriceDataError, match=r"66 recorded observations .* 1 price\(s\) .*interval_s = 86400"
+    ):
+        recalibrate(np.ones((66, 3)) * 100.0, many, current_params(), RecalibrationSettings())
     with pytest.raises(PriceDataError, match="empty"):
         resample(np.array([], dtype=np.int64), np.zeros((0, 3)), RecalibrationSettings())
 
