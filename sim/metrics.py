@@ -46,7 +46,7 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from keeper.engine.netting import FloatBook, FloatParams, compare_isolated
 from keeper.engine.params import RiskParams
@@ -159,6 +159,7 @@ class KeeperRecord:
     inventory_pnl_usd: float = 0.0  # inherited positions marked at the true prices (sim/unwind.py)
     hedged_usd: float = 0.0  # notional of inherited perps hedged (at the true price)
     impact_cost_usd: float = 0.0  # paid in price impact on those hedges
+    revert_reasons: tuple[tuple[str, int], ...] = ()  # custom-error name -> count, of the traced reverts
 
 
 @dataclass(frozen=True, eq=False)
@@ -422,6 +423,9 @@ class KeeperTotals(_Out):
     impact_cost_usd: float = 0.0
 
 
+LOST_RACE = "NotLiquidatable"  # a keeper's liquidation reverted because another got there first
+
+
 class Keeper(_Out):
     keepers: int
     sent: int
@@ -435,6 +439,8 @@ class Keeper(_Out):
     per_keeper: list[KeeperTotals]
     hedged_usd: float = 0.0  # inherited perps hedged, at the true price
     impact_cost_usd: float = 0.0  # paid in price impact on those hedges (part of inventory_pnl_usd)
+    revert_reasons: dict[str, int] = Field(default_factory=dict)  # traced reverts by custom error
+    lost_races: int = 0  # reverts with NotLiquidatable: another keeper liquidated the account first
 
 
 class MarginBreaches(_Out):
@@ -707,7 +713,13 @@ def _keeper(rec: RunRecord) -> Keeper:
     gas_usd = float(sum(k.gas_usd for k in ks))
     inventory = float(sum(k.inventory_pnl_usd for k in ks))
     sent, ok = sum(k.sent for k in ks), sum(k.succeeded for k in ks)
+    why: dict[str, int] = {}
+    for k in ks:
+        for name, n in k.revert_reasons:
+            why[name] = why.get(name, 0) + n
     return Keeper(
+        revert_reasons=why,
+        lost_races=why.get(LOST_RACE, 0),
         keepers=len(ks),
         sent=sent,
         succeeded=ok,

@@ -22,7 +22,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from sim.metrics import HEALTH_QUANTILES, BadDebt, Latency, RunRecord, SimReport, SimResult, tail_caveat
+from sim.metrics import (
+    HEALTH_QUANTILES,
+    LOST_RACE,
+    BadDebt,
+    Keeper,
+    Latency,
+    RunRecord,
+    SimReport,
+    SimResult,
+    tail_caveat,
+)
 
 PLOTS = ("prices", "health", "liquidations", "insurance_fund", "bad_debt", "margin")
 
@@ -153,12 +163,28 @@ def narrative(r: SimReport) -> list[str]:
     )
     k = r.keeper
     out.append(
-        f"{_plural(k.keepers, 'keeper')} sent {_plural(k.sent, 'transaction')} ({k.failed} failed), spent "
+        f"{_plural(k.keepers, 'keeper')} sent {_plural(k.sent, 'transaction')} ({_failures(k)}), spent "
         f"{usd(k.gas_usd)} on gas and kept {usd(k.rewards_usd)} of penalties; their inherited inventory "
         f"made {usd(k.inventory_pnl_usd)} (hedges of {usd(k.hedged_usd)} paid {usd(k.impact_cost_usd)} in "
         f"price impact): PnL {usd(k.pnl_usd)}."
     )
     return out
+
+
+def _failures(k: Keeper) -> str:
+    """'n failed' and why: lost races between the keepers apart from other reverts (traced ones)."""
+    if k.failed == 0:
+        return "none failed"
+    traced = sum(k.revert_reasons.values())
+    if traced == 0:
+        return f"{k.failed} failed"
+    other = traced - k.lost_races
+    why = f"{k.lost_races} lost races (NotLiquidatable: another keeper liquidated the account first)"
+    if other:
+        listed = ", ".join(f"{n} {name}" for name, n in sorted(k.revert_reasons.items()) if name != LOST_RACE)
+        why += f", {other} other: {listed}"
+    scope = "" if traced == k.failed else f" of the {traced} traced"
+    return f"{k.failed} failed; {why}{scope}"
 
 
 def _latency_parts(lat: Latency) -> str:

@@ -116,7 +116,7 @@ DEFAULT_ETH_USD = 3000.0
 CURVE_N = int("FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141", 16)
 WALL_CLOCK_FIELDS = ("wall_s", "steps_per_s")
 UNWIND = True  # keepers close inherited perps every step (else their capital caps what they can take on)
-MAX_TRACED = 20  # reverted keeper transactions whose reason goes into the notes
+MAX_TRACED = 200  # reverted keeper transactions traced for their reason (report: lost races vs others)
 
 Progress = Callable[[str, int, int], None]  # (label, done, total)
 
@@ -828,6 +828,7 @@ class ChainRun:
         reasons: dict[str, int] = {}
         traced = 0
         for k, tally in enumerate(tallies):
+            mine: dict[str, int] = {}
             hashes = list(dict.fromkeys(tally.hashes))
             receipts = rpc.batch([("eth_getTransactionReceipt", [h]) for h in hashes]) if hashes else []
             gas_used, gas_usd = 0, 0.0
@@ -847,6 +848,7 @@ class ChainRun:
                     reason = self.stack.revert_reason(h) if self.stack is not None else "?"
                     reason = reason.split("(")[0]  # the error's name (its arguments name the account)
                     reasons[reason] = reasons.get(reason, 0) + 1
+                    mine[reason] = mine.get(reason, 0) + 1
             out.append(
                 KeeperRecord(
                     keeper=k,
@@ -855,6 +857,7 @@ class ChainRun:
                     gas_used=gas_used,
                     gas_usd=gas_usd,
                     rewards_usd=tally.rewards,
+                    revert_reasons=tuple(sorted(mine.items())),
                 )
             )
         if reasons:

@@ -354,3 +354,21 @@ def test_bad_debt_is_reported_against_the_open_interest(
     q = np.array([[-2.0, 0.5]])
     cap = capital_snapshot(b, q, np.array([0]), ["x"], np.array([2000.0, 60000.0]), risk_params(s))
     assert cap.open_interest_usd == pytest.approx(2 * 2000.0 + 0.5 * 60000.0)
+
+
+def test_failed_keeper_transactions_are_explained() -> None:
+    """The headline says how many failed transactions were lost races between the keepers."""
+    from sim.metrics import Keeper
+    from sim.report import _failures
+
+    base = dict(keepers=2, sent=10, succeeded=6, failed=4, gas_used=1, gas_usd=0.0, rewards_usd=0.0,
+                inventory_pnl_usd=0.0, pnl_usd=0.0, per_keeper=[])  # fmt: skip
+    races = Keeper(**base, revert_reasons={"NotLiquidatable": 4}, lost_races=4)
+    assert _failures(races) == (
+        "4 failed; 4 lost races (NotLiquidatable: another keeper liquidated the account first)"
+    )
+    mixed = Keeper(**base, revert_reasons={"NotLiquidatable": 2, "BelowInitialMargin": 1}, lost_races=2)
+    text = _failures(mixed)
+    assert "2 lost races" in text and "1 other: 1 BelowInitialMargin" in text and "of the 3 traced" in text
+    assert _failures(Keeper(**base)) == "4 failed"
+    assert _failures(Keeper(**{**base, "failed": 0, "succeeded": 10})) == "none failed"
