@@ -172,19 +172,21 @@ def narrative(r: SimReport) -> list[str]:
 
 
 def _failures(k: Keeper) -> str:
-    """'n failed' and why: lost races between the keepers apart from other reverts (traced ones)."""
+    """'n failed' and why: lost races between the keepers (NotLiquidatable: another keeper liquidated the
+    account first) apart from other reverts, of the traced ones."""
     if k.failed == 0:
         return "none failed"
     traced = sum(k.revert_reasons.values())
     if traced == 0:
         return f"{k.failed} failed"
-    other = traced - k.lost_races
-    why = f"{k.lost_races} lost races (NotLiquidatable: another keeper liquidated the account first)"
-    if other:
-        listed = ", ".join(f"{n} {name}" for name, n in sorted(k.revert_reasons.items()) if name != LOST_RACE)
-        why += f", {other} other: {listed}"
-    scope = "" if traced == k.failed else f" of the {traced} traced"
-    return f"{k.failed} failed; {why}{scope}"
+    scope = "" if traced == k.failed else f"; {traced} of them traced"
+    if k.lost_races == traced:
+        return f"{k.failed} failed, all lost races between the keepers: {LOST_RACE}{scope}"
+    listed = ", ".join(f"{n} {name}" for name, n in sorted(k.revert_reasons.items()) if name != LOST_RACE)
+    return (
+        f"{k.failed} failed: {k.lost_races} lost races between the keepers, {LOST_RACE}; "
+        f"{traced - k.lost_races} other: {listed}{scope}"
+    )
 
 
 def _latency_parts(lat: Latency) -> str:

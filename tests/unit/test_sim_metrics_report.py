@@ -364,11 +364,12 @@ def test_failed_keeper_transactions_are_explained() -> None:
     base = dict(keepers=2, sent=10, succeeded=6, failed=4, gas_used=1, gas_usd=0.0, rewards_usd=0.0,
                 inventory_pnl_usd=0.0, pnl_usd=0.0, per_keeper=[])  # fmt: skip
     races = Keeper(**base, revert_reasons={"NotLiquidatable": 4}, lost_races=4)
-    assert _failures(races) == (
-        "4 failed; 4 lost races (NotLiquidatable: another keeper liquidated the account first)"
-    )
+    assert _failures(races) == "4 failed, all lost races between the keepers: NotLiquidatable"
     mixed = Keeper(**base, revert_reasons={"NotLiquidatable": 2, "BelowInitialMargin": 1}, lost_races=2)
     text = _failures(mixed)
-    assert "2 lost races" in text and "1 other: 1 BelowInitialMargin" in text and "of the 3 traced" in text
+    assert text == (
+        "4 failed: 2 lost races between the keepers, NotLiquidatable; 1 other: 1 BelowInitialMargin; "
+        "3 of them traced"
+    )
     assert _failures(Keeper(**base)) == "4 failed"
     assert _failures(Keeper(**{**base, "failed": 0, "succeeded": 10})) == "none failed"
