@@ -9,6 +9,7 @@ skip / revert reasons, the CLI.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
 
@@ -26,6 +27,9 @@ def _parse(signature: str) -> tuple[str, list[str], list[str]]:
     types = [p.split()[0] for p in params]
     names = [p.split()[1] if len(p.split()) > 1 else "" for p in params]
     return name, types, names
+
+
+ErrorTable = Mapping[bytes, tuple[str, Sequence[str], Sequence[str]]]  # selector -> (name, types, names)
 
 
 @cache
@@ -49,10 +53,12 @@ def _bytes(data: str | bytes) -> bytes | None:
         return None
 
 
-def error_name(selector: str | bytes) -> str:
-    """A custom error's name from its 4-byte selector (`0x` + 8 hex digits); the selector when unknown."""
+def error_name(selector: str | bytes, table: ErrorTable | None = None) -> str:
+    """A custom error's name from its 4-byte selector (`0x` + 8 hex digits); the selector when unknown.
+    `table`: another selector table (the simulator's, of every compiled contract); default the adapter's."""
     raw = _bytes(selector)
-    known = error_table().get(raw[:4]) if raw is not None and len(raw) >= 4 else None
+    errors = error_table() if table is None else table
+    known = errors.get(raw[:4]) if raw is not None and len(raw) >= 4 else None
     if known is not None:
         return known[0]
     return selector if isinstance(selector, str) else "0x" + selector.hex()
@@ -62,28 +68,40 @@ def _show(v: Any) -> str:
     return "0x" + v.hex() if isinstance(v, bytes) else str(v)
 
 
-def describe(data: object) -> str | None:
-    """Revert data as `Name(arg=value, ...)`, `Error('msg')`, `Panic(0x11)`; None when it is not revert data
-    or the selector is unknown (the caller shows it raw)."""
-    raw = _bytes(data) if isinstance(data, str | bytes) else None
-    if raw is None or len(raw) < 4:
+def decode(raw: bytes, table: ErrorTable | None = None) -> str | None:
+    """Revert bytes as `Name(arg=value, ...)`, `Error('msg')`, `Panic(0x11)`; None when shorter than a
+    selector, the selector is unknown or the arguments do not decode. `table` as in `error_name`."""
+    if len(raw) < 4:
         return None
     sel, body = raw[:4], raw[4:]
+    errors = error_table() if table is None else table
     try:
         if sel == ERROR_STRING:
             return f"Error({abi_decode(['string'], body)[0]!r})"
         if sel == PANIC:
             return f"Panic({hex(abi_decode(['uint256'], body)[0])})"
-        known = error_table().get(sel)
+        known = errors.get(sel)
         if known is None:
             return None
         name, types, names = known
         values = abi_decode(list(types), body)
-    except Exception:  # undecodable arguments: the name is still worth saying
-        known = error_table().get(sel)
-        return known[0] if known is not None else None
+    except Exception:  # undecodable arguments
+        return None
     args = ", ".join(f"{n or i}={_show(v)}" for i, (n, v) in enumerate(zip(names, values, strict=True)))
     return f"{name}({args})"
+
+
+def describe(data: object) -> str | None:
+    """Revert data as `Name(arg=value, ...)`, `Error('msg')`, `Panic(0x11)`, or only the name when a known
+    error's arguments do not decode; None when it is not revert data or the selector is unknown (the
+    caller shows it raw)."""
+    raw = _bytes(data) if isinstance(data, str | bytes) else None
+    if raw is None:
+        return None
+    text = decode(raw)
+    if text is None and len(raw) >= 4 and raw[:4] in error_table():
+        return error_table()[raw[:4]][0]  # undecodable arguments: the name is still worth saying
+    return text
 
 
 def name_custom_errors(text: str, data: object = None) -> str:

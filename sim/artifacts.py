@@ -14,17 +14,13 @@ from functools import cache
 from pathlib import Path
 from typing import Any, cast
 
-from eth_abi import decode as abi_decode
 from eth_utils import function_abi_to_4byte_selector
 
+from keeper import revert
 from keeper.errors import MarginError
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_FILE = ROOT / ".build" / "__local__.json"
-
-# revert data of `require(cond, "msg")` and of a failed assert / arithmetic check
-_ERROR_STRING = bytes.fromhex("08c379a0")
-_PANIC = bytes.fromhex("4e487b71")
 
 
 class ArtifactError(MarginError):
@@ -116,41 +112,15 @@ def _error_table() -> dict[bytes, tuple[str, list[str], list[str]]]:
 
 def error_name(selector: str) -> str:
     """A custom error's name from its 4-byte selector (`0x` + 8 hex digits); the selector when unknown."""
-    try:
-        known = _error_table().get(bytes.fromhex(selector[2:] if selector.startswith("0x") else selector))
-    except ValueError:
-        return selector
-    return known[0] if known is not None else selector
+    return revert.error_name(selector, _error_table())
 
 
 def decode_revert(data: str | bytes | None) -> str:
     """Revert data as `Name(arg=value, ...)`, `Error("msg")`, `Panic(0x11)`, or the raw hex when unknown.
-    Custom errors of every compiled contract are known."""
+    Custom errors of every compiled contract are known (keeper.revert decodes, with this table)."""
     if data is None:
         return "reverted without data"
     raw = bytes.fromhex(data[2:] if data.startswith("0x") else data) if isinstance(data, str) else data
     if len(raw) < 4:
         return "reverted without data" if not raw else f"revert 0x{raw.hex()}"
-    sel, body = raw[:4], raw[4:]
-    try:
-        if sel == _ERROR_STRING:
-            return f"Error({abi_decode(['string'], body)[0]!r})"
-        if sel == _PANIC:
-            return f"Panic({hex(abi_decode(['uint256'], body)[0])})"
-        known = _error_table().get(sel)
-        if known is not None:
-            name, types, names = known
-            values = abi_decode(types, body)
-            args = ", ".join(
-                f"{n or i}={_show(v)}" for i, (n, v) in enumerate(zip(names, values, strict=True))
-            )
-            return f"{name}({args})"
-    except Exception:  # undecodable data is shown raw
-        pass
-    return f"revert 0x{raw.hex()}"
-
-
-def _show(v: Any) -> str:
-    if isinstance(v, bytes):
-        return "0x" + v.hex()
-    return str(v)
+    return revert.decode(raw, _error_table()) or f"revert 0x{raw.hex()}"
