@@ -136,16 +136,7 @@ def ewma_covariance_path(returns: FloatArray, lam: float = RISKMETRICS_LAMBDA) -
     `S_k = lam S_{k-1} + r_k r_k^T`, `W_k = lam W_{k-1} + 1`, `C_k = S_k / W_k` (expanding, no look-ahead)."""
     r = _check_returns(returns)
     _check_lambda(lam)
-    T, n = r.shape
-    outer = r[:, :, None] * r[:, None, :]
-    out = np.empty((T, n, n), dtype=np.float64)
-    s = np.zeros((n, n), dtype=np.float64)
-    weight = 0.0
-    for k in range(T):
-        s = lam * s + outer[k]
-        weight = lam * weight + 1.0
-        out[k] = s / weight
-    return out
+    return fhs.ewma_path(r, lam)
 
 
 def ewma_standard_error(cov: FloatArray, n_obs: int, lam: float = RISKMETRICS_LAMBDA) -> FloatArray:
@@ -300,9 +291,7 @@ class TailModel:
 
     def var(self, exposures: FloatArray) -> FloatArray:
         """VaR of (..., n) USD exposures, float."""
-        e = np.asarray(exposures, dtype=np.float64)
-        quad = np.einsum("...i,ij,...j->...", e, self.horizon_cov, e)
-        return np.asarray(self.z * np.sqrt(np.maximum(quad, 0.0)), dtype=np.float64)
+        return _var(exposures, self.horizon_cov, self.z)
 
     def exceedance_of(self, directions: FloatArray) -> FloatArray:
         """For each (D, n) direction, the share of the FHS windows that lose more than max(VaR, Stress):
@@ -318,6 +307,13 @@ class TailModel:
         if self.shocks.shape[0] == 0:
             return np.zeros(e.shape[:-1])
         return np.asarray(np.maximum(0.0, (-(e @ self.shocks.T)).max(axis=-1)), dtype=np.float64)
+
+
+def _var(exposures: FloatArray, horizon_cov: FloatArray, z: float) -> FloatArray:
+    """z sqrt(e' C e) of (..., n) exposures: the chain's VaR in float."""
+    e = np.asarray(exposures, dtype=np.float64)
+    quad = np.einsum("...i,ij,...j->...", e, horizon_cov, e)
+    return np.asarray(z * np.sqrt(np.maximum(quad, 0.0)), dtype=np.float64)
 
 
 def _corr(cov: FloatArray) -> FloatArray:
@@ -375,15 +371,7 @@ def tail_model(
         raise ParamsError("z: the tail multipliers are all zero (no price moved in the history)")
     chol_vols = h_vols * z_assets / z
     dirs = fhs.book_directions([f"asset{i}" for i in range(n)])
-    var_dirs = (
-        np.sqrt(
-            np.maximum(
-                np.einsum("di,ij,dj->d", dirs.vectors, corr * np.outer(chol_vols, chol_vols), dirs.vectors),
-                0.0,
-            )
-        )
-        * z
-    )
+    var_dirs = _var(dirs.vectors, corr * np.outer(chol_vols, chol_vols), z)
     choice = fhs.choose_scenarios(scen, dirs, spec.confidence, spec.max_scenarios, base=var_dirs)
     shocks = np.clip(scen[choice.windows], MIN_SHOCK, MAX_SHOCK)
     return TailModel(
