@@ -41,7 +41,7 @@ abstract contract RiskEngine is IMarginErrors, IMarginEvents {
         int256 equityRaw; // E * WAD before the one rounding down (USD WAD^2)
         uint256 mask; // bit i: the account holds something in asset i
         uint256[] price; // USD WAD per unit; 0 for assets the account does not hold
-        int256[] exposure; // e_i = (b_i + q_i) p_i, USD WAD, magnitude rounded up
+        int256[] exposure; // e_i = (b_i + q_i) p_i exactly, USD WAD^2 (requirements round up once, at the end)
         uint256[] gross; // (b_i + |q_i|) p_i, USD WAD, rounded up
     }
 
@@ -144,22 +144,20 @@ abstract contract RiskEngine is IMarginErrors, IMarginEvents {
         b.gross[i] = g;
     }
 
-    /// @notice One position's equity term (WAD^2, unrounded), exposure and gross notional (USD WAD).
-    /// E term: b p + q p - k WAD - q (F - f). Exposure e = (b + q) p, magnitude rounded up. Gross (b + |q|) p,
-    /// rounded up. Unchecked: b, |q| <= 1e27 and p <= 1e27 bound every product by 1e66 (RiskMath's notes).
+    /// @notice One position's equity term (WAD^2, unrounded), exposure (WAD^2, exact) and gross notional
+    /// (USD WAD). E term: b p + q p - k WAD - q (F - f). Exposure e = (b + q) p, kept exact so that every
+    /// requirement built on it rounds up once, at the end. Gross (b + |q|) p, rounded up. Unchecked: b, |q|
+    /// <= 1e27 and p <= 1e27 bound every product by 1e66 (RiskMath's notes).
     function _contribution(Position memory p, uint256 price, int256 funding)
         internal
         pure
         returns (int256 raw, int256 e, uint256 g)
     {
         int256 q = p.size;
-        uint256 wad = WadMath.WAD;
         unchecked {
-            int256 value = (int256(uint256(p.collateral)) + q) * int256(price);
-            raw = value - int256(p.costBasis) * WadMath.IWAD - q * (funding - p.fundingSnapshot);
-            uint256 magnitude = (value < 0 ? uint256(-value) : uint256(value)) + (wad - 1);
-            e = value < 0 ? -int256(magnitude / wad) : int256(magnitude / wad);
-            g = ((uint256(p.collateral) + (q < 0 ? uint256(-q) : uint256(q))) * price + (wad - 1)) / wad;
+            e = (int256(uint256(p.collateral)) + q) * int256(price);
+            raw = e - int256(p.costBasis) * WadMath.IWAD - q * (funding - p.fundingSnapshot);
+            g = ((uint256(p.collateral) + (q < 0 ? uint256(-q) : uint256(q))) * price + (WadMath.WAD - 1)) / WadMath.WAD;
         }
     }
 

@@ -5,18 +5,23 @@ import {Params, ParamsLib} from "./ParamsLib.sol";
 import {WadMath} from "./WadMath.sol";
 
 /// @title The margin formulas of DESIGN.md section 2, pure
-/// @notice Requirements round up (magnitudes away from zero), equity rounds down. Every input is WAD.
+/// @notice Requirements round up, equity rounds down. Parameters are WAD; exposures come in exact, as
+/// USD WAD^2 (e_i * WAD = (b_i + q_i) p_i), so each requirement rounds up once, at the end: a gaining leg's
+/// gain is never rounded in the account's favour.
 /// Overflow bounds (why the inner loops may be unchecked): units <= 1e27 (MarginAccount.MAX_UNITS) and
-/// prices <= 1e27 (RiskParamsValidator.MAX_PRICE) give |e_i| <= 2e36; |L[i][j]| <= 2e18 and shocks in
-/// [-1e18, 10e18] (RiskParamsValidator) give every product <= 2e55 and every sum of 16 <= 6.4e56, far below
-/// 2^255; |y_j| / WAD <= 6.4e37, so the 16 squares sum to <= 6.6e76 < 2^256.
+/// prices <= 1e27 (RiskParamsValidator.MAX_PRICE) give |e_i| <= 2e54 (WAD^2); |L[i][j]| <= 2e18 and shocks in
+/// [-1e18, 10e18] (RiskParamsValidator) give every product <= 2e73 and every sum of 16 <= 3.2e74, far below
+/// 2^255; |y_j| / WAD^3 <= 6.4e37 (USD WAD), so the 16 squares sum to <= 6.6e76 < 2^256.
 library RiskMath {
     using WadMath for int256;
     using WadMath for uint256;
 
-    /// @notice e = (b + q) * p, USD WAD, magnitude rounded up
+    /// @dev WAD^2: exposures (WAD^2) times L or shocks (WAD) are WAD^3, a requirement is USD WAD
+    uint256 private constant WAD2 = 1e36;
+
+    /// @notice e = (b + q) * p, exact (USD WAD^2)
     function exposure(uint256 collateral, int256 size, uint256 price) internal pure returns (int256) {
-        return ((int256(collateral) + size) * int256(price)).divWadAway();
+        return (int256(collateral) + size) * int256(price);
     }
 
     /// @notice gross notional (b + |q|) * p, USD WAD, rounded up
@@ -24,7 +29,8 @@ library RiskMath {
         return ((collateral + size.abs()) * price).divUp(WadMath.WAD);
     }
 
-    /// @notice VaR = z * sqrt(sum_j (sum_{i>=j} L[i][j] * e_i)^2), each |y_j| and the root rounded up
+    /// @notice VaR = z * sqrt(sum_j (sum_{i>=j} L[i][j] * e_i)^2): each y_j exact (WAD^3), each |y_j| rounded
+    /// up to USD WAD, the root and the product with z rounded up
     function valueAtRisk(int256[] memory e, Params p) internal pure returns (uint256) {
         uint256 chol = p.cholPtr();
         uint256 sumSq;
@@ -39,16 +45,16 @@ library RiskMath {
                     idx := add(idx, add(i, 1)) // L[i+1][j]
                 }
                 if slt(y, 0) { y := sub(0, y) }
-                // ceil(|y| / WAD), then squared: rounding up before the square is the intended direction
+                // ceil(|y| / WAD^2), then squared: rounding up before the square is the intended direction
                 // slither-disable-next-line divide-before-multiply
-                let a := div(add(y, 999999999999999999), 1000000000000000000)
+                let a := div(add(y, 999999999999999999999999999999999999), 1000000000000000000000000000000000000)
                 sumSq := add(sumSq, mul(a, a))
             }
         }
         return p.word(ParamsLib.Z).mulWadUp(sumSq.sqrtUp());
     }
 
-    /// @notice Loss of scenario `s`: max(0, -sum_i e_i * shock[s][i]), rounded up
+    /// @notice Loss of scenario `s`: max(0, -sum_i e_i * shock[s][i]), exact until one rounding up
     function scenarioLoss(int256[] memory e, Params p, uint256 s) internal pure returns (uint256) {
         return _lossUp(_pnl(e, p.shockPtr() + 32 * s * e.length));
     }
@@ -87,7 +93,7 @@ library RiskMath {
         if (floor_ > mm) mm = floor_;
     }
 
-    /// @dev sum_i e[i] * row[i] (WAD^2); two's-complement mul/add are exact within the bounds above.
+    /// @dev sum_i e[i] * row[i] (WAD^3); two's-complement mul/add are exact within the bounds above.
     /// Unrolled by four: the loop overhead, not the arithmetic, dominates a dot product in the EVM.
     function _pnl(int256[] memory e, uint256 row) private pure returns (int256 pnl) {
         assembly ("memory-safe") {
@@ -111,7 +117,8 @@ library RiskMath {
         }
     }
 
+    /// @dev A scenario's P&L (WAD^3) as a loss in USD WAD, rounded up
     function _lossUp(int256 pnl) private pure returns (uint256) {
-        return pnl >= 0 ? 0 : uint256(-pnl).divUp(WadMath.WAD);
+        return pnl >= 0 ? 0 : uint256(-pnl).divUp(WAD2);
     }
 }

@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from keeper.engine.fixedpoint import (
     WAD,
     div_up,
-    div_wad_away,
     div_wad_down,
     mul_wad_down,
     mul_wad_up,
     sqrt_up,
 )
 from keeper.engine.params import RiskParams
+
+WAD2 = WAD * WAD  # exposures are exact USD WAD^2; times L or a shock (WAD) they are WAD^3
 
 
 @dataclass(frozen=True)
@@ -69,21 +70,24 @@ def equity(p: Portfolio, prices: Sequence[int]) -> int:
 
 
 def exposures(p: Portfolio, prices: Sequence[int]) -> list[int]:
-    return [div_wad_away((p.collateral[i] + p.size[i]) * price) for i, price in enumerate(prices)]
+    """Exact exposures e_i = (b_i + q_i) p_i in USD WAD^2: every requirement rounds up once, at the end."""
+    return [(p.collateral[i] + p.size[i]) * price for i, price in enumerate(prices)]
 
 
 def value_at_risk(e: Sequence[int], rp: RiskParams) -> int:
+    """z * sqrt(sum_j a_j^2), a_j = ceil(|y_j| / WAD^2) with y_j = sum_{i>=j} L[i][j] e_i exact (WAD^3)."""
     n = len(e)
     sum_sq = 0
     for j in range(n):
         y = sum(rp.chol[i * (i + 1) // 2 + j] * e[i] for i in range(j, n))
-        a = div_up(abs(y), WAD)
+        a = div_up(abs(y), WAD2)
         sum_sq += a * a
     return mul_wad_up(rp.z, sqrt_up(sum_sq))
 
 
 def _loss_up(pnl: int) -> int:
-    return 0 if pnl >= 0 else div_up(-pnl, WAD)
+    """A scenario P&L (WAD^3) as a loss in USD WAD, rounded up."""
+    return 0 if pnl >= 0 else div_up(-pnl, WAD2)
 
 
 def scenario_loss(e: Sequence[int], shock: Sequence[int]) -> int:

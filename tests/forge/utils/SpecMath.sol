@@ -25,15 +25,16 @@ library SpecMath {
         return x < 0 ? -int256(m) : int256(m);
     }
 
+    /// @notice (b + q) p, exact (USD WAD^2): every requirement rounds up once, at the end
     function exposure(uint256 b, int256 q, uint256 p) internal pure returns (int256) {
-        return awayWad((int256(b) + q) * int256(p));
+        return (int256(b) + q) * int256(p);
     }
 
     function gross(uint256 b, int256 q, uint256 p) internal pure returns (uint256) {
         return Math.ceilDiv((b + abs(q)) * p, WAD);
     }
 
-    /// @notice z * sqrt(sum_j (sum_{i>=j} L[i][j] e_i)^2), each |y_j| / WAD and the root rounded up
+    /// @notice z * sqrt(sum_j (sum_{i>=j} L[i][j] e_i)^2), each |y_j| / WAD^2 and the root rounded up
     function valueAtRisk(int256[] memory e, int256[] memory chol, uint256 z) internal pure returns (uint256) {
         uint256 n = e.length;
         uint256 sumSq;
@@ -42,7 +43,7 @@ library SpecMath {
             for (uint256 i = j; i < n; ++i) {
                 y += chol[i * (i + 1) / 2 + j] * e[i];
             }
-            uint256 a = Math.ceilDiv(abs(y), WAD);
+            uint256 a = Math.ceilDiv(abs(y), WAD * WAD);
             sumSq += a * a;
         }
         return Math.mulDiv(z, Math.sqrt(sumSq, Math.Rounding.Ceil), WAD, Math.Rounding.Ceil);
@@ -54,7 +55,7 @@ library SpecMath {
         for (uint256 i; i < n; ++i) {
             pnl += e[i] * shocks[s * n + i];
         }
-        return pnl >= 0 ? 0 : Math.ceilDiv(uint256(-pnl), WAD);
+        return pnl >= 0 ? 0 : Math.ceilDiv(uint256(-pnl), WAD * WAD);
     }
 
     /// @notice max scenario loss, and the index of the first scenario with the largest unrounded loss (0 when
@@ -70,7 +71,7 @@ library SpecMath {
             }
             if (pnl < worstPnl) (worstPnl, idx) = (pnl, s);
         }
-        worst = worstPnl >= 0 ? 0 : Math.ceilDiv(uint256(-worstPnl), WAD);
+        worst = worstPnl >= 0 ? 0 : Math.ceilDiv(uint256(-worstPnl), WAD * WAD);
     }
 
     function floor(uint256[] memory g, uint256[] memory w, uint256 gamma) internal pure returns (uint256) {
