@@ -143,6 +143,9 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
 
     /// @inheritdoc IMarginAccount
     function depositCollateral(address account, uint256 asset, uint256 amount) external nonReentrant {
+        // only the account (or its operator) adds an asset to it: a third party's dust in an asset whose feed
+        // is out would otherwise hold the account hostage to that feed
+        if (account != msg.sender && !isOperator[account][msg.sender]) revert NotOperator(account, msg.sender);
         if (asset >= _current().n()) revert UnknownAsset(asset);
         Asset memory a = _assets[asset];
         uint256 wad = _pull(a.token, amount) * a.scale;
@@ -264,7 +267,7 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
         if (victim == msg.sender) revert SelfLiquidation(victim);
         if (fraction == 0) revert ZeroFraction();
         Params rp = _current();
-        Book memory b = _loadBook(victim, rp);
+        Book memory b = _loadBook(victim, rp, true); // through a feed outage: OracleLib's outage rule
         Sizing memory z = _size(victim, b, rp, fraction, witness);
 
         int256 value = _moveSlice(victim, msg.sender, z.fraction, b);
@@ -282,7 +285,7 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
         emit Liquidated(
             victim, msg.sender, witness.kind, witness.scenario, z.fraction, z.requirement, value, z.penalty, z.toFund
         );
-        _requireInitialMargin(msg.sender, rp);
+        _requireInitialMargin(msg.sender, rp, true);
         return z.fraction;
     }
 
@@ -398,6 +401,12 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
     }
 
     /// @inheritdoc IMarginAccount
+    function liquidationMarginOf(address account) external view returns (Margin memory) {
+        Params rp = _current();
+        return _margin(_loadBook(account, rp, true), rp);
+    }
+
+    /// @inheritdoc IMarginAccount
     function accountState(address account) external view returns (AccountState memory s) {
         Header memory h = _headers[account];
         uint256 n = _assets.length;
@@ -417,15 +426,6 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
     /// @inheritdoc IMarginAccount
     function riskParamsBlobs() external view returns (address current, address pending, uint256 activatesAt) {
         return (_params, _pending, _pendingAt);
-    }
-
-    /// @inheritdoc IMarginAccount
-    function prices() external view returns (uint256[] memory p) {
-        Params rp = _current();
-        p = new uint256[](rp.n());
-        for (uint256 i; i < p.length; ++i) {
-            p[i] = OracleLib.priceWad(rp, i);
-        }
     }
 
     /// @inheritdoc IMarginAccount
@@ -449,11 +449,11 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
     function _requireInitialMargin(address account) private view {
         Header memory h = _headers[account];
         if (h.mask == 0 && h.cash >= 0) return; // cash only: IM = 0 <= E
-        _requireInitialMargin(account, _current());
+        _requireInitialMargin(account, _current(), false);
     }
 
-    function _requireInitialMargin(address account, Params rp) private view {
-        Margin memory m = _margin(_loadBook(account, rp), rp);
+    function _requireInitialMargin(address account, Params rp, bool throughOutage) private view {
+        Margin memory m = _margin(_loadBook(account, rp, throughOutage), rp);
         if (m.equity < int256(m.initial)) revert BelowInitialMargin(account, m.equity, m.initial);
     }
 

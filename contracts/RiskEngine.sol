@@ -119,8 +119,15 @@ abstract contract RiskEngine is IMarginErrors, IMarginEvents {
     // ------------------------------------------------------------------ margin
 
     /// @notice Reads `account`: one pass over the assets it holds prices each one and accumulates equity,
-    /// exposures and gross notionals (no second pass, no per-position structs kept in memory).
+    /// exposures and gross notionals (no second pass, no per-position structs kept in memory). Reverts when a
+    /// feed is refused.
     function _loadBook(address account, Params rp) internal view returns (Book memory b) {
+        return _loadBook(account, rp, false);
+    }
+
+    /// @notice `_loadBook`, and with `throughOutage` each asset priced as liquidation prices it
+    /// (`OracleLib.liquidationPriceWad`: through a feed outage, at the outage price for the account's side)
+    function _loadBook(address account, Params rp, bool throughOutage) internal view returns (Book memory b) {
         Header memory h = _headers[account];
         Position[16] storage positions = _positions[account];
         uint256 n = rp.n();
@@ -131,8 +138,11 @@ abstract contract RiskEngine is IMarginErrors, IMarginEvents {
         b.gross = new uint256[](n);
         for (uint256 i; i < n; ++i) {
             if (b.mask & (1 << i) == 0) continue;
-            b.price[i] = OracleLib.priceWad(rp, i);
-            _include(b, i, positions[i], fundingIndex[i]);
+            Position memory p = positions[i];
+            b.price[i] = throughOutage
+                ? OracleLib.liquidationPriceWad(rp, i, int256(uint256(p.collateral)) + p.size > 0)
+                : OracleLib.priceWad(rp, i);
+            _include(b, i, p, fundingIndex[i]);
         }
     }
 

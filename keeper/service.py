@@ -30,13 +30,14 @@ from keeper.chain.rpc import RpcClient
 from keeper.chain.store import Store
 from keeper.config import KeeperSettings
 from keeper.engine.fixedpoint import WAD
+from keeper.engine.margin import outage_assets
 from keeper.engine.netting import FloatParams, wads_to_array
 from keeper.engine.params import RiskParams
 from keeper.engine.screen import Screen, screen
 from keeper.errors import MarginError, RpcError, RpcUnavailable
 from keeper.liquidation.executor import Executor, LiquidationRequest, TxEvent
 from keeper.liquidation.journal import Journal
-from keeper.liquidation.selector import BookStats, Candidate, candidates, plan, stats
+from keeper.liquidation.selector import BookStats, Candidate, candidates, outage_candidates, plan, stats
 from keeper.liquidation.signer import Signer
 from keeper.metrics import HealthState, KeeperMetrics, MetricsServer
 from keeper.publish.models import Alert, BlockSummary, ControlCommand, LiquidationEvent, Status
@@ -241,9 +242,9 @@ class Keeper:
             self.state.last_prices = prices_wad
         sc = self.state.screen
         st = stats(sc, self.settings.warning_health)
-        cands = candidates(
-            sc, self.book.portfolios, prices_wad, self.state.params, exclude=self._excluded(stale, head)
-        )
+        excluded = self._excluded(stale, head)
+        cands = candidates(sc, self.book.portfolios, prices_wad, self.state.params, exclude=excluded)
+        cands += self._outage_candidates(market, prices_wad, excluded)
         engine_ms = (time.perf_counter() - te) * 1e3
 
         previews: list[Preview] = []
@@ -377,6 +378,20 @@ class Keeper:
         return tuple(
             (last[i] if i < len(last) else 0) if i in stale else p for i, p in enumerate(market.prices)
         )
+
+    def _outage_candidates(
+        self, market: MarketState, prices_wad: Sequence[int], excluded: np.ndarray
+    ) -> list[Candidate]:
+        """Holders of an asset whose feed is out, liquidatable at the chain's outage prices (OracleLib's
+        outage rule); rows in flight or cooling down stay out."""
+        rp = self.state.params
+        assert rp is not None
+        outage = outage_assets(market.prices, market.answers, market.updated_at, market.timestamp, rp)
+        if not outage:
+            return []
+        busy = self._excluded([], market.block)
+        rows = [int(r) for r in np.flatnonzero(self.book.holds(outage) & ~busy)]
+        return outage_candidates(rows, self.book.portfolios, prices_wad, market.answers, outage, rp)
 
     def _excluded(self, stale: Sequence[int], head: int) -> np.ndarray:
         out = self.book.holds(list(stale))

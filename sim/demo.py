@@ -53,7 +53,7 @@ def usd(x: int) -> float:
 def chain_portfolio(stack: Stack, account: Any) -> tuple[Portfolio, list[int]]:
     s = stack.margin.accountState(account.address)
     n = stack.params.n
-    prices = list(stack.margin.prices())
+    prices = list(stack.lens.prices())
     return Portfolio(s.cash, tuple(s.collateral[:n]), tuple(s.size[:n]), tuple(s.costBasis[:n])), prices
 
 

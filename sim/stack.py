@@ -456,8 +456,8 @@ class ChainStack:
         return int(self.feeds[asset].functions.latestRoundData().call()[1]) / 10**FEED_DECIMALS
 
     def prices_wad(self) -> list[int]:
-        """Prices as the core reads them (`MarginAccount.prices()`, USD WAD; reverts on a bad oracle)."""
-        return [int(p) for p in self.margin.functions.prices().call()]
+        """Prices as the core reads them (`MarginLens.prices()`, USD WAD; reverts on a bad oracle)."""
+        return [int(p) for p in self.lens.functions.prices().call()]
 
     def accrue_funding(self, asset: int, delta_wad: int) -> None:
         self.transact(self.margin, "accrueFunding", asset, int(delta_wad))

@@ -105,7 +105,8 @@ interface IMarginAccount is IMarginErrors, IMarginEvents {
     function depositCash(address account, uint256 amount) external;
     /// @notice Withdraws `amount` (token units) of the caller's cash; never below zero cash, leaves E >= IM.
     function withdrawCash(uint256 amount, address to) external;
-    /// @notice Deposits `amount` (token units) of asset `asset` as collateral of `account`.
+    /// @notice Deposits `amount` (token units) of asset `asset` as collateral of `account`: by the account itself
+    /// or its operator only (`NotOperator` otherwise).
     function depositCollateral(address account, uint256 asset, uint256 amount) external;
     /// @notice Withdraws collateral (token units) of the caller; leaves E >= IM.
     function withdrawCollateral(uint256 asset, uint256 amount, address to) external;
@@ -130,10 +131,12 @@ interface IMarginAccount is IMarginErrors, IMarginEvents {
     function activateRiskParams() external;
 
     function marginOf(address account) external view returns (Margin memory);
+    /// @notice The margin `liquidate` sees: `marginOf`, except that through a feed outage the asset is valued
+    /// at OracleLib's outage price for the account's side instead of reverting.
+    function liquidationMarginOf(address account) external view returns (Margin memory);
     function accountState(address account) external view returns (AccountState memory);
     /// @notice Data contracts holding the current and pending parameters (ParamsLib layout; decoded by
     /// MarginLens.riskParams), and when the pending ones may be activated.
     function riskParamsBlobs() external view returns (address current, address pending, uint256 activatesAt);
-    function prices() external view returns (uint256[] memory);
     function numAssets() external view returns (uint256);
 }

@@ -107,6 +107,17 @@ contract MarginLens {
         return OracleLib.priceWad(ParamsLib.load(current), asset);
     }
 
+    /// @notice Every covered asset's price as the core reads it (USD WAD per unit); reverts on a refused feed
+    function prices() external view returns (uint256[] memory p) {
+        (address current,,) = margin.riskParamsBlobs();
+        if (current == address(0)) revert IMarginErrors.NoRiskParams();
+        Params rp = ParamsLib.load(current);
+        p = new uint256[](rp.n());
+        for (uint256 i; i < p.length; ++i) {
+            p[i] = OracleLib.priceWad(rp, i);
+        }
+    }
+
     /// @notice Raw ledger state of many accounts in one call.
     function accountStates(address[] calldata accounts) external view returns (AccountState[] memory states) {
         states = new AccountState[](accounts.length);
@@ -129,7 +140,7 @@ contract MarginLens {
     /// @notice Whether `account` can be liquidated now, with the witness that pays most (the largest
     /// component, i.e. MM itself), the largest fraction allowed and its penalty.
     function previewLiquidation(address account) public view returns (LiquidationPreview memory p) {
-        try margin.marginOf(account) returns (Margin memory m) {
+        try margin.liquidationMarginOf(account) returns (Margin memory m) {
             p.ok = true;
             p.margin = m;
             if (m.equity >= int256(m.maintenance)) return p;

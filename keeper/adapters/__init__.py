@@ -32,6 +32,7 @@ class MarketState:
     loss_epoch: int
     insurance_fund: int  # USD WAD
     unbacked_debt: int  # USD WAD
+    answers: tuple[int, ...] = ()  # per asset, the feed's latest raw answer (feed units), 0 when unreadable
 
 
 @dataclass(frozen=True)

@@ -187,6 +187,7 @@ class MarginAccountAdapter:
             insurance_fund=int(m[5]),
             unbacked_debt=int(m[6]),
             prices=tuple(int(v) for v in m[7]),
+            answers=tuple(int(v) for v in m[8]),
             updated_at=tuple(int(v) for v in m[9]),
             funding_index=tuple(int(v) for v in m[10]),
         )

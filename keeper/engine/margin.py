@@ -177,3 +177,56 @@ def pending_loss_charge(cash: int, snapshot: int, loss_index: int, loss_epoch: i
 
 def penalty_for(fraction: int, requirement: int, rp: RiskParams) -> int:
     return mul_wad_down(mul_wad_down(rp.penalty, fraction), requirement)
+
+
+OUTAGE_HEARTBEATS = 2  # OracleLib: a stale answer is an outage once older than this many heartbeats
+MAX_PRICE = 10**27  # OracleLib.MAX_PRICE (USD WAD per unit)
+
+
+def outage_price(answer: int, rp: RiskParams, asset: int, long: bool) -> int:
+    """The price (USD WAD) at which liquidation values `asset` through a feed outage (OracleLib's rule).
+
+    The last answer (feed units; pass 0 when the feed could not be read) clamped to the configured bounds
+    (a non-positive answer: 0 for a net long, maxAnswer for a net short), moved against the holder by the
+    asset's most adverse scenario shock (a net long at the lowest shock, at most 0, rounded down; a net
+    short at the highest, at least 0, rounded up), capped at MAX_PRICE."""
+    o = rp.oracles[asset]
+    clamped = min(max(answer, o.min_answer), o.max_answer)
+    last = clamped if answer > 0 else 0 if long else o.max_answer
+    column = [row[asset] for row in rp.shocks]
+    move = min([0, *column]) if long else max([0, *column])
+    wad = last * 10 ** (18 - o.decimals) * (WAD + move)
+    price = wad // WAD if long else div_up(wad, WAD)
+    return min(price, MAX_PRICE)
+
+
+def outage_assets(
+    prices: Sequence[int], answers: Sequence[int], updated_at: Sequence[int], timestamp: int, rp: RiskParams
+) -> list[int]:
+    """Assets whose feed the chain's liquidation prices through an outage (OracleLib's outage rule) at
+    `timestamp`: refused (`prices[i] == 0`, the lens's mark of a failed read) and not a stale blip (an
+    in-bounds answer at most OUTAGE_HEARTBEATS heartbeats old). An in-bounds, fresh answer that is still
+    refused failed on its round (incomplete): an outage too. The chain's preview confirms each liquidation."""
+    out = []
+    for i, o in enumerate(rp.oracles):
+        if i >= len(prices) or prices[i] != 0:
+            continue
+        answer, at = answers[i] if i < len(answers) else 0, updated_at[i] if i < len(updated_at) else 0
+        in_bounds = o.min_answer < answer < o.max_answer and 0 < at <= timestamp
+        if in_bounds and o.heartbeat < timestamp - at <= OUTAGE_HEARTBEATS * o.heartbeat:
+            continue  # a blip: the chain still reverts with StalePrice
+        out.append(i)
+    return out
+
+
+def outage_prices(
+    p: Portfolio, prices: Sequence[int], answers: Sequence[int], outage: Sequence[int], rp: RiskParams
+) -> list[int]:
+    """`prices` with each outage asset the account holds at its outage price for the account's side."""
+    out = list(prices)
+    for i in outage:
+        if p.collateral[i] or p.size[i] or p.cost_basis[i]:
+            out[i] = outage_price(
+                answers[i] if i < len(answers) else 0, rp, i, p.collateral[i] + p.size[i] > 0
+            )
+    return out

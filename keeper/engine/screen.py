@@ -26,8 +26,8 @@ arrays were filled; ``FloatBook.of`` and ``FloatParams.of`` meet it.
 *Exposures and the Y columns.* The float path forms ``x_i = fl(b_i + q_i)`` (error ``(eta + u) g_i / p_i``)
 and multiplies by ``fl(p_i c_ij)`` (``2 eta + u`` for the product of two inputs), where ``c`` is a column
 of L, ``-shock^T`` or 1. Each term ``x_i p_i c_ij`` is thus within ``(3 eta + 2u) |c_ij| g_i = 14u |c_ij|
-g_i`` of the real ``(b_i + q_i) p_i c_ij``; the dot product adds ``gamma_n``. The integer path keeps each
-exposure exactly (USD WAD^2) and rounds each ``|y_j|`` up once (< 1 wei), a bound this one keeps. So, per column j,
+g_i`` of the real ``(b_i + q_i) p_i c_ij``; the dot product adds ``gamma_n``. The integer path keeps
+each exposure exact (USD WAD^2) and rounds each ``|y_j|`` up once (< 1 wei). So, per column j,
 ``|Y_f[j] - Y_int[j]| <= (n + 15) u sum_i |c_ij| g_i + 1e-18 sum_i |c_ij|`` (the ``+1`` absorbs O(u^2)).
 
 *Equity* ``E = c + sum (b + q) p - sum k - sum phi``: the chain rounds the exact sum down once (< 1 wei).

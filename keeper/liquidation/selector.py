@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from keeper.adapters import Preview
 from keeper.engine.fixedpoint import WAD
-from keeper.engine.margin import Margin, Portfolio, margin, max_fraction, penalty_for
+from keeper.engine.margin import Margin, Portfolio, margin, max_fraction, outage_prices, penalty_for
 from keeper.engine.params import RiskParams
 from keeper.engine.screen import Screen, WitnessKind
 
@@ -86,20 +86,40 @@ def candidates(
     maybe = ~sc.safe
     if exclude is not None:
         maybe &= ~exclude
-    out = []
-    for row in np.flatnonzero(maybe):
-        m = margin(portfolios[int(row)], prices, rp)
-        if m.equity >= m.maintenance:
-            continue
-        f, _ = max_fraction(m.equity, m.maintenance, rp)
-        kind, scenario = lens_witness(m)
-        out.append(
-            Candidate(
-                int(row), m.equity, m.maintenance, int(kind), scenario, f, penalty_for(f, m.maintenance, rp)
-            )
-        )
+    out = [c for row in np.flatnonzero(maybe) if (c := _exact(int(row), portfolios[int(row)], prices, rp))]
     out.sort(key=lambda c: (-c.expected_penalty, c.row))
     return out
+
+
+def outage_candidates(
+    rows: Sequence[int],
+    portfolios: Sequence[Portfolio],
+    prices: Sequence[int],
+    answers: Sequence[int],
+    outage: Sequence[int],
+    rp: RiskParams,
+) -> list[Candidate]:
+    """Rows that hold an asset whose feed is out (`outage`, from `margin.outage_assets`) and are liquidatable
+    at the outage prices the chain's liquidation uses (the screen cannot price them: its one price per asset
+    does not depend on the side), largest expected penalty first."""
+    out = [
+        c
+        for row in rows
+        if (
+            c := _exact(row, portfolios[row], outage_prices(portfolios[row], prices, answers, outage, rp), rp)
+        )
+    ]
+    out.sort(key=lambda c: (-c.expected_penalty, c.row))
+    return out
+
+
+def _exact(row: int, p: Portfolio, prices: Sequence[int], rp: RiskParams) -> Candidate | None:
+    m = margin(p, prices, rp)
+    if m.equity >= m.maintenance:
+        return None
+    f, _ = max_fraction(m.equity, m.maintenance, rp)
+    kind, scenario = lens_witness(m)
+    return Candidate(row, m.equity, m.maintenance, int(kind), scenario, f, penalty_for(f, m.maintenance, rp))
 
 
 @dataclass(frozen=True)

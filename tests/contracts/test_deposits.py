@@ -267,7 +267,7 @@ def test_withdraw_collateral_limited_by_initial_margin(stack: Stack, alice: Any,
     m = stack.margin
     deposit_collateral_units(stack, alice, 1, 10**8)
     trade_wad(stack, alice, maker, 2, 20 * WAD, 150 * WAD)
-    rp_prices = list(m.prices())
+    rp_prices = list(stack.lens.prices())
     rp = chain_params(stack)
     base = portfolio(stack, alice)
     scale = 10**10

@@ -84,7 +84,7 @@ def test_margin_of_equals_the_integer_mirror(
         for asset, units in enumerate(pf["collateral"]):
             if units:
                 m.depositCollateral(alice.address, asset, units, sender=alice)
-        prices = list(m.prices())
+        prices = list(s.lens.prices())
         for asset, mult, long, noise, offset in pf["trades"]:
             size = mult * ASSET_SCALE[asset] + noise
             price = prices[asset] * (100_000 + offset) // 100_000 + noise % 997
@@ -96,7 +96,7 @@ def test_margin_of_equals_the_integer_mirror(
             if move:
                 answer = s.feeds[asset].latestRoundData()[1] * (100_000 + move) // 100_000
                 s.feeds[asset].setPrice(answer, sender=s.admin)
-        prices = list(m.prices())
+        prices = list(s.lens.prices())
         for asset, rate in enumerate(pf["funding"]):
             if rate:
                 m.accrueFunding(asset, prices[asset] * rate // 100_000, sender=s.admin)

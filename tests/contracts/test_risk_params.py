@@ -336,7 +336,7 @@ def test_without_parameters_nothing_that_needs_them_proceeds(
     with reverts(err):
         m.marginOf(alice.address)
     with reverts(err):
-        m.prices()
+        bare.lens.prices()
     with reverts(err):
         read_params(bare)
     with reverts(err):
@@ -365,7 +365,7 @@ def test_first_parameters_take_effect_at_once(bare: Stack, chain: Any, alice: An
     assert chain_params(bare) == bare.params
     with reverts(m.NoPendingParams):
         m.activateRiskParams(sender=alice)
-    assert list(m.prices()) == [2_000 * WAD, 60_000 * WAD, 150 * WAD]
+    assert list(bare.lens.prices()) == [2_000 * WAD, 60_000 * WAD, 150 * WAD]
 
 
 def test_parameters_at_their_bounds_are_accepted(bare: Stack, project: Any) -> None:

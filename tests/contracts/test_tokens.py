@@ -93,7 +93,7 @@ def test_assets_listed_and_covered(ext: SimpleNamespace) -> None:
     assert tuple(m.assetToken(3)) == (ext.fee.address, 1)
     assert tuple(m.assetToken(4)) == (ext.noret.address, 10**12)
     assert chain_params(s) == s.params
-    assert list(m.prices()) == [2_000 * WAD, 60_000 * WAD, 150 * WAD, 10 * WAD, WAD]
+    assert list(s.lens.prices()) == [2_000 * WAD, 60_000 * WAD, 150 * WAD, 10 * WAD, WAD]
 
 
 def test_fee_on_transfer_collateral_is_credited_what_arrived(

@@ -146,7 +146,7 @@ def test_trade_above_unit_cap_reverts(stack: Stack, maker: Any, alice: Any) -> N
 def _largest_short_at_im(stack: Stack, account: Any, asset: int, price: int) -> tuple[int, mirror.Margin]:
     """Largest short (wei) that `account` can open at `price` (= the oracle price) keeping E >= IM, per the
     mirror; returns it and the mirror's margin one wei beyond it."""
-    rp, prices, base = chain_params(stack), list(stack.margin.prices()), portfolio(stack, account)
+    rp, prices, base = chain_params(stack), list(stack.lens.prices()), portfolio(stack, account)
 
     def after(size: int) -> mirror.Margin:
         q, k = list(base.size), list(base.cost_basis)
@@ -193,7 +193,7 @@ def test_risk_reducing_trade_allowed_below_initial_margin(
         trade_wad(stack, maker, alice, 0, wad("0.01"), 2_060 * WAD)
 
     # reducing risk at a worse price than the oracle's (equity falls): refused, with the post-trade numbers
-    rp, prices, base = chain_params(stack), list(m.prices()), portfolio(stack, alice)
+    rp, prices, base = chain_params(stack), list(stack.lens.prices()), portfolio(stack, alice)
     q, k = list(base.size), list(base.cost_basis)
     price = wad("2266")  # the edge of the band
     q[0] += wad("0.1")

@@ -60,6 +60,8 @@ contract Handler is Test {
     bool public ghostParamsRefused; // a well-formed one-step parameter update was refused
     bool public ghostWithdrawBelowIM; // (e) a withdrawal left E < IM
     bool public ghostTradeBelowIM; // (e) a trade left E < IM without lowering MM at equal-or-better E
+    bool public ghostThirdPartyDeposit; // (h) somebody added collateral to an account that did not authorise it
+    bool public ghostUnliquidatable; // (i) an account liquidatable through a feed outage could not be liquidated
     string public ghostDetail; // what the first violation was
 
     // ---------------------------------------------------------------- ghosts: statistics
@@ -80,6 +82,10 @@ contract Handler is Test {
     uint256 public nLiquidatableSeen;
     uint256 public nDeepPartial; // partial liquidations at h_w <= penalty (must stay 0)
     uint256 public nValidRefused; // liquidations with a proving witness that were refused anyway
+    uint256 public nOutages;
+    uint256 public nOutageLiquidations;
+    uint256 public nOutageLiquidatorShort; // refused by the liquidator's own IM (another liquidator could)
+    uint256 public nThirdPartyDepositsRefused;
 
     constructor(
         MarginAccount margin_,
@@ -173,7 +179,7 @@ contract Handler is Test {
             // about the free margin's worth: (E - IM) / price
             Margin memory m = margin.marginOf(a);
             int256 free = m.equity - int256(m.initial);
-            uint256 units = free <= 0 ? 1 : uint256(free) * WAD / margin.prices()[i] / scales[i];
+            uint256 units = free <= 0 ? 1 : uint256(free) * WAD / lens.prices()[i] / scales[i];
             amount = Math.min(Math.max(units, 1), maxUnits);
         }
         vm.prank(a);
@@ -200,7 +206,7 @@ contract Handler is Test {
             else (buyer, seller) = (maker, buyer);
         }
         uint256 i = assetSeed % N;
-        uint256 oracle = margin.prices()[i];
+        uint256 oracle = lens.prices()[i];
         // price inside the band: mostly +-0.5%, one in three anywhere in +-9.99%
         uint256 spread = priceSeed % 3 == 0 ? 999 : 50;
         uint256 off = bound(priceSeed >> 2, 0, 2 * spread);
@@ -246,7 +252,7 @@ contract Handler is Test {
     }
 
     function _movePrice(uint256 i, uint256 factorPerMille) internal {
-        uint256 p = margin.prices()[i] * factorPerMille / 1000;
+        uint256 p = lens.prices()[i] * factorPerMille / 1000;
         if (p < startWad[i] / 25) p = startWad[i] / 25;
         if (p > startWad[i] * 25) p = startWad[i] * 25;
         feeds[i].setPrice(int256(p / 10 ** (18 - feeds[i].decimals())));
@@ -256,7 +262,7 @@ contract Handler is Test {
     function accrueFunding(uint256 assetSeed, uint256 deltaSeed) external {
         _begin();
         uint256 i = assetSeed % N;
-        int256 maxDelta = int256(margin.prices()[i] * margin.MAX_FUNDING_STEP() / WAD);
+        int256 maxDelta = int256(lens.prices()[i] * margin.MAX_FUNDING_STEP() / WAD);
         int256 delta = bound(int256(deltaSeed), -maxDelta, maxDelta);
         margin.accrueFunding(i, delta);
         ++nFunding;
@@ -345,6 +351,79 @@ contract Handler is Test {
             uint256 fraction = seed % 2 == 0 ? pv.maxFraction : bound(seed >> 1, 1, WAD);
             _liquidate(actors[k], pv.witness, fraction, pv.maxFraction);
         }
+    }
+
+    /// @notice (h) A third party tries to add collateral to an actor it is not an operator of: always refused.
+    function depositForOther(uint256 actorSeed, uint256 otherSeed, uint256 assetSeed) external {
+        _begin();
+        address a = _actor(actorSeed);
+        address other = otherSeed % 4 == 0 ? address(uint160(0xD057 + otherSeed % 7)) : _actor(otherSeed);
+        if (other == a || margin.isOperator(a, other)) return;
+        uint256 i = assetSeed % N;
+        tokens[i].mint(other, 1);
+        vm.startPrank(other);
+        tokens[i].approve(address(margin), type(uint256).max); // what the actors approved at setup
+        try margin.depositCollateral(a, i, 1) {
+            if (!ghostThirdPartyDeposit) {
+                ghostThirdPartyDeposit = true;
+                _detail("third party added collateral", a, 0, 0, i);
+            }
+        } catch {
+            ++nThirdPartyDepositsRefused;
+        }
+        vm.stopPrank();
+    }
+
+    /// @notice (i) One feed goes out (stale beyond two heartbeats, pinned at its floor, or a zero answer); every
+    /// actor the lens previews through the outage as liquidatable is liquidated, which must succeed; a holder
+    /// must stay priceable. Then the feed recovers at its old answer.
+    function feedOutage(uint256 assetSeed, uint256 modeSeed) external {
+        _begin();
+        uint256 i = assetSeed % N;
+        (uint80 round, int256 answer,,,) = feeds[i].latestRoundData();
+        (RiskParams memory rp,) = lens.riskParams();
+        uint256 mode = modeSeed % 3;
+        if (mode == 0) {
+            uint256 age = 2 * rp.oracles[i].heartbeat + 1 + (modeSeed >> 8) % 86_400;
+            feeds[i].setRound(round + 1, answer, currentTime > age ? currentTime - age : 1, round + 1);
+        } else {
+            feeds[i].setPrice(mode == 1 ? rp.oracles[i].minAnswer : int256(0));
+        }
+        ++nOutages;
+        for (uint256 k; k < actors.length; ++k) {
+            LiquidationPreview memory pv = lens.previewLiquidation(actors[k]);
+            if (!pv.ok) {
+                _unliquidatable(actors[k], "not priceable through an outage", 0);
+                continue;
+            }
+            if (!pv.liquidatable) continue;
+            vm.prank(liquidator);
+            try margin.liquidate(actors[k], pv.maxFraction, pv.witness) {
+                ++nOutageLiquidations;
+            } catch (bytes memory err) {
+                // the liquidator's own IM (its collateral valued at the outage price too) may refuse the
+                // slice: another liquidator can take it. Anything else is the victim's book blocking it.
+                if (bytes4(err) == IMarginErrors.BelowInitialMargin.selector && _firstArg(err) == liquidator) {
+                    ++nOutageLiquidatorShort;
+                } else {
+                    _unliquidatable(actors[k], "liquidation through an outage refused", pv.maxFraction);
+                }
+            }
+        }
+        feeds[i].setPrice(answer);
+    }
+
+    function _firstArg(bytes memory err) internal pure returns (address a) {
+        if (err.length < 36) return address(0);
+        assembly ("memory-safe") {
+            a := mload(add(err, 36))
+        }
+    }
+
+    function _unliquidatable(address a, string memory what, uint256 fraction) internal {
+        if (ghostUnliquidatable) return;
+        ghostUnliquidatable = true;
+        _detail(what, a, 0, 0, fraction);
     }
 
     /// @notice A random witness and fraction against any actor: must be refused unless a component
@@ -490,7 +569,7 @@ contract Handler is Test {
         returns (bool valid, uint256 req)
     {
         AccountState memory st = margin.accountState(victim);
-        uint256[] memory p = margin.prices();
+        uint256[] memory p = lens.prices();
         uint256 n = rp.weights.length;
         if (w.kind == WitnessKind.Floor) {
             uint256[] memory gross = new uint256[](n);
@@ -674,7 +753,7 @@ contract InvariantTest is Fixture {
         }
 
         targetContract(address(handler));
-        bytes4[] memory sel = new bytes4[](12);
+        bytes4[] memory sel = new bytes4[](14);
         sel[0] = Handler.depositCash.selector;
         sel[1] = Handler.withdrawCash.selector;
         sel[2] = Handler.depositCollateral.selector;
@@ -687,6 +766,8 @@ contract InvariantTest is Fixture {
         sel[9] = Handler.liquidate.selector;
         sel[10] = Handler.liquidateRandom.selector;
         sel[11] = Handler.keeperSweep.selector;
+        sel[12] = Handler.depositForOther.selector;
+        sel[13] = Handler.feedOutage.selector;
         targetSelector(FuzzSelector(address(handler), sel));
     }
 
@@ -732,6 +813,8 @@ contract InvariantTest is Fixture {
         assertFalse(handler.ghostFullCloseLeftover(), string.concat("full close ", d));
         assertFalse(handler.ghostParamsRefused(), string.concat("params ", d));
         assertFalse(handler.ghostBystanderHarmed(), string.concat("(g) ", d));
+        assertFalse(handler.ghostThirdPartyDeposit(), string.concat("(h) ", d));
+        assertFalse(handler.ghostUnliquidatable(), string.concat("(i) ", d));
     }
 
     /// @dev (a) quote balance * quoteScale == sum(cash) - sum(costBasis) + insuranceFund + fundingPool
@@ -790,6 +873,10 @@ contract InvariantTest is Fixture {
         console.log("valid liquidations refused", handler.nValidRefused());
         console.log("liquidatable seen", handler.nLiquidatableSeen());
         console.log("price moves", handler.nPriceMoves());
+        console.log("feed outages", handler.nOutages());
+        console.log("liquidations through an outage", handler.nOutageLiquidations());
+        console.log("... refused by the liquidator's own IM", handler.nOutageLiquidatorShort());
+        console.log("third-party deposits refused", handler.nThirdPartyDepositsRefused());
         console.log("lossPending (USD WAD)", margin.lossPending());
         console.log("unbackedDebt (USD WAD)", margin.unbackedDebt());
         console.log("insurance fund (USD WAD)", margin.insuranceFund());
@@ -881,7 +968,7 @@ contract LiquidationScenariosTest is Fixture {
         LiquidationPreview memory pv = lens.previewLiquidation(victim);
         assertTrue(pv.liquidatable, "liquidatable");
 
-        // griefer: 1 micro-USD of cash and 1 wei of WETH collateral
+        // griefer: 1 micro-USD of cash (collateral only the account or its operator may add: issue 10)
         address griefer = address(0xBAD);
         usd.mint(griefer, 1);
         tokens[0].mint(griefer, 1);
@@ -889,6 +976,7 @@ contract LiquidationScenariosTest is Fixture {
         usd.approve(address(margin), 1);
         tokens[0].approve(address(margin), 1);
         margin.depositCash(victim, 1);
+        vm.expectRevert(abi.encodeWithSelector(IMarginErrors.NotOperator.selector, victim, griefer));
         margin.depositCollateral(victim, 0, 1);
         vm.stopPrank();
 

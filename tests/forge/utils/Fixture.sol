@@ -126,6 +126,6 @@ abstract contract Fixture is Test {
     }
 
     function _price(uint256 asset) internal view returns (uint256) {
-        return margin.prices()[asset];
+        return lens.prices()[asset];
     }
 }
