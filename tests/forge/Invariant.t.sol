@@ -783,7 +783,7 @@ contract InvariantTest is Fixture {
     }
 
     /// forge-config: default.invariant.runs = 64
-    /// forge-config: default.invariant.depth = 200
+    /// forge-config: default.invariant.depth = 400
     /// forge-config: default.invariant.fail-on-revert = true
     /// forge-config: default.invariant.show-metrics = true
     function invariant_protocol() public view virtual {
@@ -896,7 +896,7 @@ contract InvariantCollateralLiquidityTest is InvariantTest {
     }
 
     /// forge-config: default.invariant.runs = 64
-    /// forge-config: default.invariant.depth = 200
+    /// forge-config: default.invariant.depth = 400
     /// forge-config: default.invariant.fail-on-revert = true
     /// forge-config: default.invariant.show-metrics = true
     function invariant_protocol() public view override {
