@@ -363,6 +363,37 @@ def test_stale_oracle_stops_liquidating_loudly(base: BaseChain, chain: Any, tmp_
     victims_once(base, stack)
 
 
+def test_a_feed_outage_is_liquidated_through(base: BaseChain, chain: Any, tmp_path: Path) -> None:
+    """Issue 10, class 1: ETH's feed stays out (stale for more than two heartbeats). The chain values ETH at
+    the outage price (the last answer moved by ETH's worst scenario fall); the keeper mirrors the rule,
+    finds the holders liquidatable at it, and liquidates them until the chain's preview finds none left."""
+    node, stack = chain
+    cfg = settings(tmp_path, [node.url], base.deployment)
+    accounts = [*base.victims, *base.safe]
+
+    def liquidatable() -> set[str]:
+        return {a.lower() for a in accounts if stack.lens.functions.previewLiquidation(a).call()[1]}
+
+    async def scenario() -> tuple[set[str], set[str]]:
+        keeper = Keeper(cfg)
+        await keeper.start()
+        await keeper.tick(force=True)
+        stack.warp(2 * 3600 + 60)  # past two 1 h heartbeats: an outage, not a blip
+        stack.set_prices([None, 60_000.0, 150.0])  # WBTC and SOL post a new round; ETH stays out
+        before = liquidatable()
+        reports = await ticks(keeper, stack, 3)
+        await keeper.stop()
+        assert reports[0] is not None and reports[0].stale_assets == (ETH,)
+        return before, liquidatable()
+
+    before, after = run(scenario())
+    liq = liquidations(stack)
+    assert {v.lower() for v in base.victims} <= before  # the levered books, at least
+    assert before <= {v.lower() for v, _, _ in liq}, "every account liquidatable through the outage"
+    assert after == set(), "none left liquidatable"
+    assert {by for _, by, _ in liq} == {KEEPER}
+
+
 def test_two_shards_split_the_book_and_liquidate_each_account_once(
     base: BaseChain, chain: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
