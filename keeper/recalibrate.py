@@ -18,10 +18,10 @@ The contract moves parameters at most one step per update (contracts/RiskParamsV
 mirrored by keeper/riskfile.py's `step_violations` / `clamp_step`: every scalar within 2x either way or its
 absolute minimum step, each weight, entry of L and shock of a scenario present in both sets by at most
 max(|old| / 2, 0.05), appended scenarios within the old scenarios' envelope widened by one step; the
-oracle configurations, kept here, are bounded too). A `Proposal` carries the full target (`new`) and, when it lies beyond one
-step, the furthest single update the contract accepts (`clamped`, every entry clamped to its bound) and how
-many updates reach the target (`steps_needed`). `render_side_by_side` prints old and new with the change
-and whether each entry is within one step (what a dry run shows).
+oracle configurations, kept here, are bounded too). A `Proposal` carries the full target (`new`) and, when
+it lies beyond one step, the furthest single update the contract accepts (`clamped`, every entry clamped to
+its bound) and how many updates reach the target (`steps_needed`). `render_side_by_side` prints old and
+new with the change and whether each entry is within one step (what a dry run shows).
 
 Chain part: `read_current_params` / `read_pending_params` (eth_call on the MarginLens, decoded with
 eth_abi), `propose_calldata` (ABI-encoded `proposeRiskParams`), and `propose`, which sends through a

@@ -425,8 +425,8 @@ def write_risk_file(rf: RiskFile, path: str | os.PathLike[str], *, wad_ints: boo
 
 # ------------------------------------------------------------------------------ one update's step
 #
-# The one Python copy of RiskParamsValidator.checkStep (contracts/RiskParamsValidator.sol): keeper/recalibrate.py
-# and scripts/post_params.py use these functions. Every field is bounded:
+# The one Python copy of RiskParamsValidator.checkStep (contracts/RiskParamsValidator.sol):
+# keeper/recalibrate.py and scripts/post_params.py use these functions. Every field is bounded:
 # - scalars: within [old/2, 2 old], or at most MIN_SCALAR_STEP[name] away (so 0 can leave 0 by that step);
 # - weights, entries of L, shocks of scenarios in both sets: at most max(|old|/2, MIN_ENTRY_STEP) away;
 # - appended scenarios: each entry of an old asset within [min, max] of that asset's old entries widened by
@@ -553,7 +553,9 @@ def _price_wad(answers: FeedAnswers | None, feed: str, decimals: int) -> int | N
     return _wad(answer, decimals)
 
 
-def _oracle_violations(i: int, o: OracleConfig, q: OracleConfig, answers: FeedAnswers | None) -> list[StepViolation]:
+def _oracle_violations(
+    i: int, o: OracleConfig, q: OracleConfig, answers: FeedAnswers | None
+) -> list[StepViolation]:
     """checkStep's `_oracle` for old asset `i`: heartbeat, maxAnswer, feed swap, minAnswer (in that order)."""
     out: list[StepViolation] = []
     label = f"oracles[{i}]"
@@ -587,7 +589,9 @@ def _oracle_violations(i: int, o: OracleConfig, q: OracleConfig, answers: FeedAn
     return out
 
 
-def step_violations(old: RiskParams, new: RiskParams, *, answers: FeedAnswers | None = None) -> list[StepViolation]:
+def step_violations(
+    old: RiskParams, new: RiskParams, *, answers: FeedAnswers | None = None
+) -> list[StepViolation]:
     """Every field that `checkStep` would refuse in an update from `old` to `new` (the rule above); empty
     exactly when the contract accepts the step (given the feeds' current `answers` for oracle changes)."""
     out: list[StepViolation] = []
@@ -648,7 +652,9 @@ def clamp_step(old: RiskParams, new: RiskParams, *, answers: FeedAnswers | None 
     return replace(new, **changes)
 
 
-def steps_needed(old: RiskParams, new: RiskParams, limit: int = 64, *, answers: FeedAnswers | None = None) -> int:
+def steps_needed(
+    old: RiskParams, new: RiskParams, limit: int = 64, *, answers: FeedAnswers | None = None
+) -> int:
     """How many bounded updates (each after the contract's delay) reach `new` from `old`."""
     current, count = old, 0
     while step_violations(current, new, answers=answers):

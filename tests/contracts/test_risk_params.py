@@ -423,7 +423,9 @@ def test_appended_all_assets_minus_100_scenario_is_refused(stack: Stack, alice: 
     lo = min(row[0] for row in rp.shocks)
     bound = lo - max(abs(lo) // 2, WAD // 20)
     assert bound == -45 * WAD // 100
-    with reverts(stack.margin.ParamStepTooLarge, field=field("shocks"), index=s * rp.n, oldValue=bound, newValue=-WAD):
+    with reverts(
+        stack.margin.ParamStepTooLarge, field=field("shocks"), index=s * rp.n, oldValue=bound, newValue=-WAD
+    ):
         _propose(stack, crash)
     # a scenario inside the widened envelope is accepted; one wei beyond it is not
     edge = replace(rp, shocks=(*rp.shocks, (bound,) * rp.n))
@@ -439,11 +441,11 @@ def test_appended_scenario_without_old_scenarios_moves_one_step_from_zero(bare: 
     """No old scenarios: an appended entry is at most 0.05 from 0. A newly covered asset's entries stay
     free (no account can hold an uncovered asset)."""
     rp = bare.params
-    two = replace(
-        rp, weights=rp.weights[:2], chol=rp.chol[:3], shocks=(), oracles=rp.oracles[:2]
-    )
+    two = replace(rp, weights=rp.weights[:2], chol=rp.chol[:3], shocks=(), oracles=rp.oracles[:2])
     _propose(bare, two)  # first parameters: at once
-    with reverts(bare.margin.ParamStepTooLarge, field=field("shocks"), index=0, oldValue=-WAD // 20, newValue=-WAD):
+    with reverts(
+        bare.margin.ParamStepTooLarge, field=field("shocks"), index=0, oldValue=-WAD // 20, newValue=-WAD
+    ):
         _propose(bare, replace(two, shocks=((-WAD, -WAD),)))
     _propose(bare, replace(two, shocks=((-WAD // 20, WAD // 20),)))
     # asset 2 newly covered: its entry may be -100% at once, old assets' entries may not
@@ -461,7 +463,9 @@ def test_appended_scenario_without_old_scenarios_moves_one_step_from_zero(bare: 
         ("dust", "dust", 1000 * WAD),
     ],
 )
-def test_a_scalar_at_zero_moves_only_by_its_minimum_step(bare: Stack, attr: str, name: str, min_step: int) -> None:
+def test_a_scalar_at_zero_moves_only_by_its_minimum_step(
+    bare: Stack, attr: str, name: str, min_step: int
+) -> None:
     """A scalar whose old value is 0 could jump anywhere in one update (e.g. a 0 penalty to 49%); now it
     moves by at most its absolute minimum step."""
     zero = replace(bare.params, **{attr: 0})
@@ -469,7 +473,9 @@ def test_a_scalar_at_zero_moves_only_by_its_minimum_step(bare: Stack, attr: str,
     far = {"gamma": WAD, "penalty": WAD // 2 - 1, "insurance_share": WAD, "dust": 10**24}[attr]
     with reverts(bare.margin.ParamStepTooLarge, field=field(name), index=0, oldValue=0, newValue=far):
         _propose(bare, replace(zero, **{attr: far}))
-    with reverts(bare.margin.ParamStepTooLarge, field=field(name), index=0, oldValue=0, newValue=min_step + 1):
+    with reverts(
+        bare.margin.ParamStepTooLarge, field=field(name), index=0, oldValue=0, newValue=min_step + 1
+    ):
         _propose(bare, replace(zero, **{attr: min_step + 1}))
     _propose(bare, replace(zero, **{attr: min_step}))
 
@@ -500,7 +506,11 @@ def test_swapping_to_a_feed_pricing_10x_is_refused(stack: Stack, project: Any) -
     old_price = 60_000 * WAD
     ten_x = project.MockAggregator.deploy(8, 600_000 * 10**8, sender=admin)
     with reverts(
-        stack.margin.FeedPriceMismatch, asset=1, newFeed=ten_x.address, oldPrice=old_price, newPrice=10 * old_price
+        stack.margin.FeedPriceMismatch,
+        asset=1,
+        newFeed=ten_x.address,
+        oldPrice=old_price,
+        newPrice=10 * old_price,
     ):
         _propose(stack, rp.with_oracles([rp.oracles[0], replace(old, feed=ten_x.address), rp.oracles[2]]))
     off = project.MockAggregator.deploy(8, 63_000 * 10**8 + 1, sender=admin)  # 5% + 1e-8 USD away
@@ -511,8 +521,13 @@ def test_swapping_to_a_feed_pricing_10x_is_refused(stack: Stack, project: Any) -
         _propose(stack, rp.with_oracles([rp.oracles[0], replace(old, feed=dead.address), rp.oracles[2]]))
     # an 18-decimal feed at the same price: decimals and feed change together, the WAD prices agree
     near = project.MockAggregator.deploy(18, 63_000 * WAD, sender=admin)
-    moved = replace(old, feed=near.address, decimals=18, min_answer=old.min_answer * 10**10,
-                    max_answer=old.max_answer * 10**10)
+    moved = replace(
+        old,
+        feed=near.address,
+        decimals=18,
+        min_answer=old.min_answer * 10**10,
+        max_answer=old.max_answer * 10**10,
+    )
     new = rp.with_oracles([rp.oracles[0], moved, rp.oracles[2]])
     _propose(stack, new)
     assert chain_pending_oracles(stack)[1] == moved
@@ -532,7 +547,9 @@ def chain_pending_oracles(stack: Stack) -> tuple[Any, ...]:
         ({"min_answer": 600 * 10**8 + 2}, "minAnswer", 10**10, (600 * 10**8 + 2) * 10**10),
     ],
 )
-def test_oracle_configuration_moves_one_step(stack: Stack, change: dict[str, int], name: str, old: int, bad: int) -> None:
+def test_oracle_configuration_moves_one_step(
+    stack: Stack, change: dict[str, int], name: str, old: int, bad: int
+) -> None:
     """heartbeat and maxAnswer within 2x, minAnswer within 2x or 1% of the feed's price ($600 for BTC),
     compared as WAD prices."""
     rp = stack.params
@@ -562,7 +579,9 @@ def test_keeper_mirror_accepts_exactly_what_the_validator_accepts(stack: Stack, 
     rp = stack.params
     v = project.RiskParamsValidator.at(stack.margin.validator())
     current = stack.margin.riskParamsBlobs()[0]
-    feeds = [project.MockAggregator.deploy(8, round(a * 10**8), sender=stack.admin) for a in (2_050, 2_150, 61_000)]
+    feeds = [
+        project.MockAggregator.deploy(8, round(a * 10**8), sender=stack.admin) for a in (2_050, 2_150, 61_000)
+    ]
     answers = {f.address: int(f.latestRoundData()[1]) for f in (*stack.feeds, *feeds)}
 
     def jiggle(x: int, spread: float) -> int:
@@ -571,12 +590,27 @@ def test_keeper_mirror_accepts_exactly_what_the_validator_accepts(stack: Stack, 
     agree = {True: 0, False: 0}
     for _ in range(60):
         spread = rng.choice((0.3, 0.6, 1.5))
-        new = replace(rp, **{a: jiggle(getattr(rp, a), spread) if rng.random() < 0.3 else getattr(rp, a)
-                             for a in ("z", "im_factor", "gamma", "penalty", "insurance_share", "close_factor",
-                                       "target_health", "dust")})
+        new = replace(
+            rp,
+            **{
+                a: jiggle(getattr(rp, a), spread) if rng.random() < 0.3 else getattr(rp, a)
+                for a in (
+                    "z",
+                    "im_factor",
+                    "gamma",
+                    "penalty",
+                    "insurance_share",
+                    "close_factor",
+                    "target_health",
+                    "dust",
+                )
+            },
+        )
         new = replace(
             new,
-            weights=tuple(w + rng.randint(-WAD // 15, WAD // 15) if rng.random() < 0.3 else w for w in rp.weights),
+            weights=tuple(
+                w + rng.randint(-WAD // 15, WAD // 15) if rng.random() < 0.3 else w for w in rp.weights
+            ),
             chol=tuple(c + rng.randint(-WAD // 15, WAD // 15) if rng.random() < 0.2 else c for c in rp.chol),
         )
         rows = list(rp.shocks)

@@ -547,8 +547,8 @@ def test_keep_scenarios_recomputes_only_l() -> None:
 def test_one_step_mirror_is_shared_with_the_risk_file_module() -> None:
     """recalibrate and scripts/post_params.py use keeper/riskfile.py's mirror of checkStep (no second copy),
     which bounds all eight scalars: insurance_share, target_health and dust too."""
-    import keeper.riskfile as riskfile
     import keeper.recalibrate as recal
+    import keeper.riskfile as riskfile
 
     assert recal.step_violations is riskfile.step_violations and recal.clamp_step is riskfile.clamp_step
     cur = current_params((0.2, 0.3, 0.4))

@@ -240,16 +240,23 @@ def test_new_assets_are_free_and_appended_scenarios_are_bounded() -> None:
     # rows of old assets come first in L; the new asset's entries are unbounded
     assert all(not v.field.startswith("chol[2]") for v in step_violations(old, grown))
     # appended rows: old assets within their old envelope (-0.3 .. 0.3) widened by one step (0.15)
-    assert all(not v.field.startswith("shocks[") or not v.field.endswith("[2]") for v in step_violations(old, grown))
+    assert all(
+        not v.field.startswith("shocks[") or not v.field.endswith("[2]") for v in step_violations(old, grown)
+    )
     crash = replace(old, shocks=(*old.shocks, (-WAD, -WAD)))  # the review's "all assets -100%"
-    assert {v.field for v in step_violations(old, crash)} == {f"shocks[{len(old.shocks)}][0]", f"shocks[{len(old.shocks)}][1]"}
+    assert {v.field for v in step_violations(old, crash)} == {
+        f"shocks[{len(old.shocks)}][0]",
+        f"shocks[{len(old.shocks)}][1]",
+    }
     assert step_violations(old, replace(old, shocks=(*old.shocks, (-45 * WAD // 100, 45 * WAD // 100)))) == []
     assert step_violations(old, replace(old, shocks=old.shocks[:1])) == []  # removing scenarios is free
     clamped = clamp_step(old, crash)
     assert clamped.shocks[-1] == (-45 * WAD // 100, -45 * WAD // 100) and step_violations(old, clamped) == []
     bare = replace(old, shocks=())  # no old scenarios: an appended entry at most 0.05 from 0
     assert step_violations(bare, replace(old, shocks=((-WAD // 20, WAD // 20),))) == []
-    assert [v.field for v in step_violations(bare, replace(old, shocks=((-WAD // 20 - 1, 0),)))] == ["shocks[0][0]"]
+    assert [v.field for v in step_violations(bare, replace(old, shocks=((-WAD // 20 - 1, 0),)))] == [
+        "shocks[0][0]"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -269,7 +276,9 @@ def test_every_scalar_is_bounded_even_from_zero(name: str, old: int, ok: int, ba
     """A scalar moves within [old/2, 2 old] or by its minimum step; a zero leaves zero only by that step."""
     base = replace(base_params(), **{name: old})
     assert step_violations(base, replace(base, **{name: ok})) == []
-    assert [(v.field, v.old, v.new) for v in step_violations(base, replace(base, **{name: bad}))] == [(name, old, bad)]
+    assert [(v.field, v.old, v.new) for v in step_violations(base, replace(base, **{name: bad}))] == [
+        (name, old, bad)
+    ]
     assert getattr(clamp_step(base, replace(base, **{name: bad})), name) == ok
 
 
@@ -303,7 +312,9 @@ def test_oracle_configuration_is_step_bounded() -> None:
     near = {**answers, OTHER: 62_000 * 10**8}  # within 5%
     assert step_violations(old, _with_oracle(base_params(), feed=OTHER), answers=near) == []
     # without the feeds' answers a change that needs them is reported (the chain might refuse it)
-    assert [v.field for v in step_violations(old, _with_oracle(base_params(), feed=OTHER))] == ["oracles[0].feed"]
+    assert [v.field for v in step_violations(old, _with_oracle(base_params(), feed=OTHER))] == [
+        "oracles[0].feed"
+    ]
     assert step_violations(old, _with_oracle(base_params(), heartbeat=7200)) == []
     # a file without oracles keeps the current ones: nothing to compare
     assert step_violations(old, base_params()) == []
