@@ -173,7 +173,7 @@ contract RiskParamsValidator {
         uint256 oldMin = uint256(o.minAnswer) * 10 ** (18 - o.decimals);
         uint256 newMin = uint256(q.minAnswer) * 10 ** (18 - q.decimals);
         bool swapped = o.feed != q.feed || o.decimals != q.decimals;
-        uint256 price;
+        uint256 price = 0; // read only when needed
         if (swapped || !_withinFactor(oldMin, newMin)) price = _priceWad(i, q.feed, q.decimals);
         if (swapped) {
             uint256 oldPrice = _priceWad(i, o.feed, o.decimals);
@@ -187,6 +187,8 @@ contract RiskParamsValidator {
 
     /// @dev the feed's decimals(); `FeedUnreadable` if the call fails or answers no uint8
     function _feedDecimals(uint256 i, address feed) private view returns (uint8) {
+        // one read per oracle of an admin-only update: the loop is bounded by 16 assets
+        // slither-disable-next-line calls-loop
         (bool ok, bytes memory data) = feed.staticcall(abi.encodeCall(AggregatorV3Interface.decimals, ()));
         if (!ok || data.length < 32) revert IMarginErrors.FeedUnreadable(i, feed);
         uint256 d = abi.decode(data, (uint256));
@@ -196,8 +198,10 @@ contract RiskParamsValidator {
 
     /// @dev the feed's latest answer as a WAD price; `FeedPriceUnavailable` if the read fails or is not positive
     function _priceWad(uint256 i, address feed, uint8 decimals) private view returns (uint256) {
+        // at most two reads per oracle of an admin-only update: the loop is bounded by 16 assets
+        // slither-disable-next-line calls-loop
         (bool ok, bytes memory data) = feed.staticcall(abi.encodeCall(AggregatorV3Interface.latestRoundData, ()));
-        int256 answer;
+        int256 answer = 0;
         if (ok && data.length >= 160) {
             (, answer) = abi.decode(data, (uint256, int256));
         }

@@ -319,14 +319,16 @@ contract Handler is Test {
         uint256 i = _rand(seed, 1) % N;
         if (kind == 0) _scalarWithin(p, seed);
         else if (kind == 1) s = _appendWithin(s, seed);
-        else if (kind == 2) p.oracles[i].heartbeat = uint32(bound(_rand(seed, 2), _max(p.oracles[i].heartbeat / 2, HEARTBEAT_SAFE), _min(2 * p.oracles[i].heartbeat, 4 * HEARTBEAT_SAFE)));
+        else if (kind == 2) p.oracles[i].heartbeat = _heartbeatWithin(p.oracles[i].heartbeat, seed);
         else if (kind == 3) p.oracles[i].maxAnswer = _maxWithin(p.oracles[i].maxAnswer, p.oracles[i].decimals, seed);
         else if (kind == 4) p.oracles[i].minAnswer = _minWithin(p.oracles[i].minAnswer, i, seed);
         else if (kind == 5) _scalarOutside(p, seed);
         else if (kind == 6) s = _appendOutside(s, seed);
-        else if (kind == 7) p.oracles[i].heartbeat = seed & 1 == 0 ? p.oracles[i].heartbeat * 2 + 1 : p.oracles[i].heartbeat / 2 - 1;
+        else if (kind == 7) p.oracles[i].heartbeat = seed & 1 == 0
+            ? p.oracles[i].heartbeat * 2 + 1
+            : p.oracles[i].heartbeat / 2 - 1;
         else if (kind == 8) p.oracles[i].decimals = p.oracles[i].decimals == 18 ? 8 : 18; // the feed says otherwise
-        else if (kind == 9) p.oracles[i].feed = address(new MockAggregator(p.oracles[i].decimals, _feedAnswer(i) * (seed & 1 == 0 ? int256(10) : int256(106)) / (seed & 1 == 0 ? int256(1) : int256(100))));
+        else if (kind == 9) p.oracles[i].feed = _feedOff(p.oracles[i].decimals, i, seed);
         else if (kind == 10) p.oracles[i].maxAnswer = p.oracles[i].maxAnswer * 2 + 1;
         else p.oracles[i].minAnswer = p.oracles[i].minAnswer * 2 + _feedAnswer(i) / 100 + 1;
         bool within = kind < 5;
@@ -358,6 +360,17 @@ contract Handler is Test {
 
     function _max(uint256 a, uint256 b) internal pure returns (uint256) {
         return a > b ? a : b;
+    }
+
+    /// @dev heartbeat within [old/2, 2 old], kept in [1 h, 4 h] (the campaign re-posts feeds at most 3000 s apart)
+    function _heartbeatWithin(uint32 old, uint256 seed) internal pure returns (uint32) {
+        return uint32(bound(_rand(seed, 2), _max(old / 2, HEARTBEAT_SAFE), _min(2 * uint256(old), 4 * HEARTBEAT_SAFE)));
+    }
+
+    /// @dev a fresh feed pricing asset i at 10x, or 6% above, the current feed (a swap the validator refuses)
+    function _feedOff(uint8 d, uint256 i, uint256 seed) internal returns (address) {
+        int256 a = _feedAnswer(i);
+        return address(new MockAggregator(d, seed & 1 == 0 ? a * 10 : a * 106 / 100));
     }
 
     function _feedAnswer(uint256 i) internal view returns (int256 a) {
@@ -485,7 +498,9 @@ contract Handler is Test {
     /// @dev minAnswer within [old/2, 2 old] (from 0: up to 0.5% of the price), unchanged if above 2% of it
     function _minWithin(int256 old, uint256 i, uint256 seed) internal view returns (int256) {
         int256 answer = _feedAnswer(i);
-        int256 v = old == 0 ? bound(int256(_rand(seed, 6)), 0, answer / 200) : bound(int256(_rand(seed, 6)), old / 2 + 1, 2 * old);
+        int256 v = old == 0
+            ? bound(int256(_rand(seed, 6)), 0, answer / 200)
+            : bound(int256(_rand(seed, 6)), old / 2 + 1, 2 * old);
         return v > answer / 50 ? old : v;
     }
 
