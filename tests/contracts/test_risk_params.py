@@ -647,3 +647,26 @@ def test_keeper_mirror_accepts_exactly_what_the_validator_accepts(stack: Stack, 
         assert mirror_ok == chain_ok, (new, step_violations(rp, new, answers=answers))
         agree[chain_ok] += 1
     assert agree[True] >= 5 and agree[False] >= 5, agree
+
+
+def test_keeper_mirror_constants_equal_the_validator(stack: Stack, project: Any) -> None:
+    from keeper import riskfile
+
+    v = project.RiskParamsValidator.at(stack.margin.validator())
+    on_chain = {
+        "z": v.MIN_STEP_Z(),
+        "im_factor": v.MIN_STEP_IM_FACTOR(),
+        "gamma": v.MIN_STEP_GAMMA(),
+        "penalty": v.MIN_STEP_PENALTY(),
+        "close_factor": v.MIN_STEP_CLOSE_FACTOR(),
+        "target_health": v.MIN_STEP_TARGET_HEALTH(),
+        "insurance_share": v.MIN_STEP_INSURANCE_SHARE(),
+        "dust": v.MIN_STEP_DUST(),
+    }
+    assert on_chain == riskfile.MIN_SCALAR_STEP
+    assert (v.MAX_SCALAR_FACTOR(), v.MIN_ENTRY_STEP(), v.MIN_ANSWER_STEP(), v.MAX_FEED_DEVIATION()) == (
+        riskfile.SCALAR_FACTOR,
+        riskfile.MIN_ENTRY_STEP,
+        riskfile.MIN_ANSWER_STEP,
+        riskfile.MAX_FEED_DEVIATION,
+    )
