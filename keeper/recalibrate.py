@@ -14,12 +14,14 @@ rows need not mean what the current rows meant, e.g. after a deployment's `stand
 that is too short, has a gap (a period whose latest observation is older than `max_staleness_s`), goes
 back in time, or holds a non-positive or non-finite price is refused with `PriceDataError` naming the problem.
 
-The contract moves parameters at most one step per update (contracts/RiskParamsValidator.sol `checkStep`:
-every scalar at most 2x either way, each weight, entry of L and shock of a scenario present in both sets by
-at most max(|old| / 2, 0.05)). A `Proposal` carries the full target (`new`) and, when it lies beyond one
-step, the furthest single update the contract accepts (`clamped`, every entry clamped to its bound) and how
-many updates reach the target (`steps_needed`). `render_side_by_side` prints old and new with the change
-and whether each entry is within one step (what a dry run shows).
+The contract moves parameters at most one step per update (contracts/RiskParamsValidator.sol `checkStep`,
+mirrored by keeper/riskfile.py's `step_violations` / `clamp_step`: every scalar within 2x either way or its
+absolute minimum step, each weight, entry of L and shock of a scenario present in both sets by at most
+max(|old| / 2, 0.05), appended scenarios within the old scenarios' envelope widened by one step; the
+oracle configurations, kept here, are bounded too). A `Proposal` carries the full target (`new`) and, when
+it lies beyond one step, the furthest single update the contract accepts (`clamped`, every entry clamped to
+its bound) and how many updates reach the target (`steps_needed`). `render_side_by_side` prints old and
+new with the change and whether each entry is within one step (what a dry run shows).
 
 Chain part: `read_current_params` / `read_pending_params` (eth_call on the MarginLens, decoded with
 eth_abi), `propose_calldata` (ABI-encoded `proposeRiskParams`), and `propose`, which sends through a
@@ -62,11 +64,10 @@ from keeper.engine.params import MAX_SCENARIOS, RiskParams
 from keeper.errors import ExecutionReverted, ParamsError, PriceDataError
 from keeper.riskfile import (
     StepViolation,
+    clamp_step,
     format_wad,
-    scalar_range,
+    step_violations,
 )
-from keeper.riskfile import clamp_step as _clamp_stepped
-from keeper.riskfile import step_violations as _stepped_violations
 
 IntArray = NDArray[np.int64]
 SendFn = Callable[[str, str], Awaitable[str]]
@@ -98,6 +99,10 @@ _ERRORS: dict[bytes, tuple[str, list[str]]] = {
     for name, types in (
         ("ParamStepTooLarge", ["bytes32", "uint256", "int256", "int256"]),
         ("InvalidParam", ["bytes32", "uint256"]),
+        ("FeedDecimalsMismatch", ["uint256", "uint8", "uint8"]),
+        ("FeedUnreadable", ["uint256", "address"]),
+        ("FeedPriceUnavailable", ["uint256", "address", "int256"]),
+        ("FeedPriceMismatch", ["uint256", "address", "uint256", "uint256"]),
         ("NoRiskParams", []),
         ("NoPendingParams", []),
         ("ParamsNotReady", ["uint256"]),
@@ -118,8 +123,6 @@ CONTRACT_NAMES = {
     "dust": "dust",
 }
 SCALARS = tuple(CONTRACT_NAMES)
-# checkStep bounds these three by 2x as well; keeper/riskfile.py's step_violations does not (see below)
-_EXTRA_SCALARS = ("insurance_share", "target_health", "dust")
 
 
 # --------------------------------------------------------------------------------------- settings
@@ -304,30 +307,7 @@ def load_price_csv(
 # -------------------------------------------------------------------------------- one update's step
 
 
-def step_violations(old: RiskParams, new: RiskParams) -> list[StepViolation]:
-    """Every entry `checkStep` refuses in an update from `old` to `new`: keeper/riskfile.py's check plus
-    the 2x bound on insurance_share, target_health and dust that the contract also enforces."""
-    out = list(_stepped_violations(old, new))
-    for name in _EXTRA_SCALARS:
-        o, v = getattr(old, name), getattr(new, name)
-        if o == 0:
-            continue
-        low, high = scalar_range(o)
-        if not low <= v <= high:
-            out.append(StepViolation(name, o, v, low, high))
-    return out
-
-
-def clamp_step(old: RiskParams, new: RiskParams) -> RiskParams:
-    """`new` with every entry that moves too far clamped to its one-step bound (what checkStep accepts)."""
-    out = _clamp_stepped(old, new)
-    changes = {}
-    for name in _EXTRA_SCALARS:
-        o = getattr(old, name)
-        if o:
-            low, high = scalar_range(o)
-            changes[name] = min(max(getattr(new, name), low), high)
-    return replace(out, **changes)
+# step_violations and clamp_step: keeper/riskfile.py's mirror of checkStep (every field), imported above
 
 
 def steps_needed(old: RiskParams, new: RiskParams, limit: int = 64) -> int:
@@ -515,6 +495,8 @@ def render_side_by_side(
         if changed_only and o == v:
             return
         within = ("no" if label in bad else "yes") if compared and o is not None and v is not None else "-"
+        if label in bad:
+            within = "no"  # e.g. an appended scenario outside the old scenarios' envelope
         shown_o, shown_v = _show(o), _show(v)
         if o != v and shown_o == shown_v and o is not None and v is not None:
             shown_o, shown_v = format_wad(o), format_wad(v)  # a change below the display precision

@@ -20,14 +20,15 @@ decimal strings, which read back to the same integers.
     scenarios: [all down at the worst single move, ...]   # optional names, one per shock row
 
 Validation mirrors the contract's absolute bounds (contracts/RiskParamsValidator.sol); errors name the field
-(`shocks[2][0]: ...`). `step_violations` / `clamp_step` mirror its bound on one update (`checkStep`).
+(`shocks[2][0]: ...`). `step_violations` / `clamp_step` are the one Python copy of its bound on one update
+(`checkStep`, every field), used by keeper/recalibrate.py and scripts/post_params.py.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation, localcontext
@@ -50,7 +51,7 @@ from pydantic import (
 )
 
 from keeper.engine.calibration import Calibration
-from keeper.engine.params import MAX_SCENARIOS, RiskParams
+from keeper.engine.params import MAX_SCENARIOS, OracleConfig, RiskParams
 from keeper.engine.prices import format_time, parse_timestamp
 from keeper.errors import ParamsError, PriceDataError, RiskFileError
 
@@ -423,10 +424,39 @@ def write_risk_file(rf: RiskFile, path: str | os.PathLike[str], *, wad_ints: boo
 
 
 # ------------------------------------------------------------------------------ one update's step
+#
+# The one Python copy of RiskParamsValidator.checkStep (contracts/RiskParamsValidator.sol):
+# keeper/recalibrate.py and scripts/post_params.py use these functions. Every field is bounded:
+# - scalars: within [old/2, 2 old], or at most MIN_SCALAR_STEP[name] away (so 0 can leave 0 by that step);
+# - weights, entries of L, shocks of scenarios in both sets: at most max(|old|/2, MIN_ENTRY_STEP) away;
+# - appended scenarios: each entry of an old asset within [min, max] of that asset's old entries widened by
+#   one entry step each side (within MIN_ENTRY_STEP of 0 when there were no scenarios); new assets free;
+# - oracles of old assets: heartbeat and maxAnswer (WAD price) within [old/2, 2 old]; minAnswer (WAD price)
+#   too, or at most MIN_ANSWER_STEP of the feed's current price away; a feed or decimals change only when the
+#   new feed's current WAD price is within MAX_FEED_DEVIATION of the old feed's.
+# The oracle checks that read a feed take its current answer from `answers` (feed address -> raw answer);
+# without it such a change is reported as a violation (the chain might refuse it). An update without
+# oracles (`new.oracles == ()`, e.g. a risk file: the poster keeps the current ones) skips the oracle checks.
 
 SCALAR_FACTOR = 2  # RiskParamsValidator.MAX_SCALAR_FACTOR
 MIN_ENTRY_STEP = WAD // 20  # RiskParamsValidator.MIN_ENTRY_STEP (0.05)
-STEPPED_SCALARS = ("z", "im_factor", "gamma", "penalty", "close_factor")  # checkStep's scalars
+# RiskParamsValidator.MIN_STEP_*: how far each scalar may always move (WAD; dust in USD WAD)
+MIN_SCALAR_STEP = {
+    "z": WAD // 4,
+    "im_factor": WAD // 10,
+    "gamma": WAD // 20,
+    "penalty": WAD // 100,
+    "close_factor": WAD // 10,
+    "target_health": WAD // 10,
+    "insurance_share": WAD // 10,
+    "dust": 1000 * WAD,
+}
+STEPPED_SCALARS = tuple(MIN_SCALAR_STEP)  # checkStep bounds all eight
+MIN_ANSWER_STEP = WAD // 100  # RiskParamsValidator.MIN_ANSWER_STEP: share of the feed's current price
+MAX_FEED_DEVIATION = WAD // 20  # RiskParamsValidator.MAX_FEED_DEVIATION
+MAX_ANSWER = 10**36  # larger raw answers are unreadable to the validator
+
+FeedAnswers = Mapping[str, int]
 
 
 @dataclass(frozen=True)
@@ -446,30 +476,60 @@ class StepViolation:
         )
 
 
-def scalar_range(old: int) -> tuple[int, int]:
-    """[low, high] of a scalar stepped from `old` (checkStep: at most 2x either way)."""
-    return -((-old) // SCALAR_FACTOR), old * SCALAR_FACTOR  # new * 2 >= old and new <= 2 * old
+def ratio_range(old: int, min_step: int = 0) -> tuple[int, int]:
+    """[low, high] of a value stepped from `old` >= 0: [old/2, 2 old] (new * 2 >= old, new <= 2 old) joined
+    with [old - min_step, old + min_step] (one interval: both contain old), never below 0."""
+    low = min(-((-old) // SCALAR_FACTOR), old - min_step)
+    return max(low, 0), max(old * SCALAR_FACTOR, old + min_step)
+
+
+def scalar_range(name: str, old: int) -> tuple[int, int]:
+    """[low, high] of scalar `name` stepped from `old` (checkStep's `_scalar`)."""
+    return ratio_range(old, MIN_SCALAR_STEP[name])
+
+
+def entry_step(value: int) -> int:
+    return max(abs(value) // 2, MIN_ENTRY_STEP)
 
 
 def _entry_range(old: int) -> tuple[int, int]:
-    step = max(abs(old) // 2, MIN_ENTRY_STEP)
+    step = entry_step(old)
     return old - step, old + step
 
 
-def _stepped_entries(old: RiskParams, new: RiskParams) -> list[tuple[str, str, int, int]]:
-    """(label, kind, flat index into new's field, old value) of every entry checkStep compares."""
+def appended_range(old: RiskParams, asset: int) -> tuple[int, int]:
+    """[low, high] of an appended scenario's entry for old asset `asset`: the envelope of its old entries
+    widened by one entry step each side (MIN_ENTRY_STEP around 0 when there were no scenarios)."""
+    if not old.shocks:
+        return -MIN_ENTRY_STEP, MIN_ENTRY_STEP
+    col = [row[asset] for row in old.shocks]
+    lo, hi = min(col), max(col)
+    return lo - entry_step(lo), hi + entry_step(hi)
+
+
+def _stepped_entries(old: RiskParams, new: RiskParams) -> list[tuple[str, str, int, int, int, int]]:
+    """(label, kind, flat index into new's field, old value (the bound for appended rows), low, high) of
+    every entry checkStep compares."""
     n_old, n_new = old.n, new.n
     if n_new < n_old:
         raise ParamsError(f"weights: an update cannot drop assets ({n_old} -> {n_new})")
-    out: list[tuple[str, str, int, int]] = []
+    out: list[tuple[str, str, int, int, int, int]] = []
     for i in range(n_old):
-        out.append((f"weights[{i}]", "weights", i, old.weights[i]))
+        out.append((f"weights[{i}]", "weights", i, old.weights[i], *_entry_range(old.weights[i])))
     for k in range(len(old.chol)):
         i = (isqrt(8 * k + 1) - 1) // 2
-        out.append((f"chol[{i}][{k - i * (i + 1) // 2}]", "chol", k, old.chol[k]))
-    for r in range(min(len(old.shocks), len(new.shocks))):
+        out.append((f"chol[{i}][{k - i * (i + 1) // 2}]", "chol", k, old.chol[k], *_entry_range(old.chol[k])))
+    s_old = len(old.shocks)
+    for r in range(min(s_old, len(new.shocks))):
         for i in range(n_old):
-            out.append((f"shocks[{r}][{i}]", "shocks", r * n_new + i, old.shocks[r][i]))
+            o = old.shocks[r][i]
+            out.append((f"shocks[{r}][{i}]", "shocks", r * n_new + i, o, *_entry_range(o)))
+    envelopes = [appended_range(old, i) for i in range(n_old)]
+    for r in range(s_old, len(new.shocks)):
+        for i in range(n_old):
+            lo, hi = envelopes[i]
+            v = new.shocks[r][i]
+            out.append((f"shocks[{r}][{i}]", "shocks", r * n_new + i, lo if v < lo else hi, lo, hi))
     return out
 
 
@@ -479,53 +539,132 @@ def _flat(rp: RiskParams, kind: str) -> list[int]:
     return list(getattr(rp, kind))
 
 
-def step_violations(old: RiskParams, new: RiskParams) -> list[StepViolation]:
-    """Every parameter that `checkStep` would refuse in an update from `old` to `new`: scalars z, im_factor,
-    gamma, penalty, close_factor by more than 2x (unbounded from 0); each weight, entry of L, and shock of a
-    scenario present in both sets by more than max(|old| / 2, 0.05). insurance_share, target_health and
-    dust are bounded only absolutely."""
+def _wad(answer: int, decimals: int) -> int:
+    return answer * 10 ** (18 - decimals)
+
+
+def _price_wad(answers: FeedAnswers | None, feed: str, decimals: int) -> int | None:
+    """The validator's `_priceWad`: None when unknown or unreadable (the chain reverts)."""
+    if answers is None:
+        return None
+    answer = {k.lower(): v for k, v in answers.items()}.get(feed.lower())
+    if answer is None or answer <= 0 or answer > MAX_ANSWER:
+        return None
+    return _wad(answer, decimals)
+
+
+def _oracle_violations(
+    i: int, o: OracleConfig, q: OracleConfig, answers: FeedAnswers | None
+) -> list[StepViolation]:
+    """checkStep's `_oracle` for old asset `i`: heartbeat, maxAnswer, feed swap, minAnswer (in that order)."""
     out: list[StepViolation] = []
-    for name in STEPPED_SCALARS:
-        o, v = getattr(old, name), getattr(new, name)
-        if o == 0:
-            continue
-        low, high = scalar_range(o)
-        if not low <= v <= high:
-            out.append(StepViolation(name, o, v, low, high))
-    flats = {kind: _flat(new, kind) for kind in ("weights", "chol", "shocks")}
-    for label, kind, k, o in _stepped_entries(old, new):
-        v = flats[kind][k]
-        low, high = _entry_range(o)
-        if not low <= v <= high:
-            out.append(StepViolation(label, o, v, low, high))
+    label = f"oracles[{i}]"
+    low, high = ratio_range(o.heartbeat)
+    if not low <= q.heartbeat <= high:
+        out.append(StepViolation(f"{label}.heartbeat", o.heartbeat, q.heartbeat, low, high))
+    old_max, new_max = _wad(o.max_answer, o.decimals), _wad(q.max_answer, q.decimals)
+    low, high = ratio_range(old_max)
+    if not low <= new_max <= high:
+        out.append(StepViolation(f"{label}.max_answer", old_max, new_max, low, high))
+    old_min, new_min = _wad(o.min_answer, o.decimals), _wad(q.min_answer, q.decimals)
+    swapped = o.feed.lower() != q.feed.lower() or o.decimals != q.decimals
+    low, high = ratio_range(old_min)
+    price = None
+    if swapped or not low <= new_min <= high:
+        price = _price_wad(answers, q.feed, q.decimals)
+        if price is None:
+            return [*out, StepViolation(f"{label}.feed", 0, 0, 1, 0)]  # unknown or unreadable price
+    if swapped:
+        old_price = _price_wad(answers, o.feed, o.decimals)
+        if old_price is None:
+            return [*out, StepViolation(f"{label}.feed", 0, 0, 1, 0)]
+        assert price is not None
+        dev = old_price * MAX_FEED_DEVIATION // WAD
+        if abs(price - old_price) * WAD > old_price * MAX_FEED_DEVIATION:
+            out.append(StepViolation(f"{label}.feed", old_price, price, old_price - dev, old_price + dev))
+    if old_min != new_min:
+        low, high = ratio_range(old_min, (price or 0) * MIN_ANSWER_STEP // WAD)
+        if not low <= new_min <= high:
+            out.append(StepViolation(f"{label}.min_answer", old_min, new_min, low, high))
     return out
 
 
-def clamp_step(old: RiskParams, new: RiskParams) -> RiskParams:
-    """`new` with every parameter that moves too far clamped to the largest move one update allows:
-    an intermediate set that `checkStep` accepts (and, L staying lower-triangular, still PSD)."""
-    changes: dict[str, Any] = {}
+def step_violations(
+    old: RiskParams, new: RiskParams, *, answers: FeedAnswers | None = None
+) -> list[StepViolation]:
+    """Every field that `checkStep` would refuse in an update from `old` to `new` (the rule above); empty
+    exactly when the contract accepts the step (given the feeds' current `answers` for oracle changes)."""
+    out: list[StepViolation] = []
     for name in STEPPED_SCALARS:
         o, v = getattr(old, name), getattr(new, name)
-        if o:
-            low, high = scalar_range(o)
-            changes[name] = min(max(v, low), high)
+        low, high = scalar_range(name, o)
+        if not low <= v <= high:
+            out.append(StepViolation(name, o, v, low, high))
     flats = {kind: _flat(new, kind) for kind in ("weights", "chol", "shocks")}
-    for _label, kind, k, o in _stepped_entries(old, new):
-        low, high = _entry_range(o)
+    for label, kind, k, o, low, high in _stepped_entries(old, new):
+        v = flats[kind][k]
+        if not low <= v <= high:
+            out.append(StepViolation(label, o, v, low, high))
+    if new.oracles:
+        for i in range(min(old.n, len(old.oracles), len(new.oracles))):
+            out.extend(_oracle_violations(i, old.oracles[i], new.oracles[i], answers))
+    return out
+
+
+def _clamp_oracle(i: int, o: OracleConfig, q: OracleConfig, answers: FeedAnswers | None) -> OracleConfig:
+    """`q` with heartbeat and bounds clamped to one step from `o`; `o` itself when that is not possible
+    (a refused feed or decimals change, or clamped bounds that cross)."""
+    if not _oracle_violations(i, o, q, answers):
+        return q
+    if o.feed.lower() != q.feed.lower() or o.decimals != q.decimals:
+        return o
+    low, high = ratio_range(o.heartbeat)
+    heartbeat = min(max(q.heartbeat, low), high, 2**32 - 1)
+    low, high = ratio_range(o.max_answer)  # same decimals: the WAD ratio is the raw ratio
+    max_answer = min(max(q.max_answer, low), high)
+    price = _price_wad(answers, q.feed, q.decimals) or 0
+    scale = 10 ** (18 - q.decimals)
+    low, high = ratio_range(o.min_answer * scale, price * MIN_ANSWER_STEP // WAD)
+    min_answer = min(max(q.min_answer, -(-low // scale)), high // scale)
+    out = replace(q, heartbeat=heartbeat, max_answer=max_answer, min_answer=min_answer)
+    return out if max_answer > min_answer and not _oracle_violations(i, o, out, answers) else o
+
+
+def clamp_step(old: RiskParams, new: RiskParams, *, answers: FeedAnswers | None = None) -> RiskParams:
+    """`new` with every field that moves too far clamped to the largest move one update allows: an
+    intermediate set that `checkStep` accepts (and, L staying lower-triangular, still PSD)."""
+    changes: dict[str, Any] = {}
+    for name in STEPPED_SCALARS:
+        low, high = scalar_range(name, getattr(old, name))
+        changes[name] = min(max(getattr(new, name), low), high)
+    flats = {kind: _flat(new, kind) for kind in ("weights", "chol", "shocks")}
+    for _label, kind, k, _o, low, high in _stepped_entries(old, new):
         flats[kind][k] = min(max(flats[kind][k], low), high)
     n = new.n
     changes["weights"] = tuple(flats["weights"])
     changes["chol"] = tuple(flats["chol"])
     changes["shocks"] = tuple(tuple(flats["shocks"][r * n : (r + 1) * n]) for r in range(len(new.shocks)))
+    if new.oracles:
+        k = min(old.n, len(old.oracles), len(new.oracles))
+        changes["oracles"] = tuple(
+            _clamp_oracle(i, old.oracles[i], new.oracles[i], answers) for i in range(k)
+        ) + tuple(new.oracles[k:])
     return replace(new, **changes)
 
 
-def steps_needed(old: RiskParams, new: RiskParams, limit: int = 64) -> int:
+def steps_needed(
+    old: RiskParams, new: RiskParams, limit: int = 64, *, answers: FeedAnswers | None = None
+) -> int:
     """How many bounded updates (each after the contract's delay) reach `new` from `old`."""
     current, count = old, 0
-    while step_violations(current, new):
+    while step_violations(current, new, answers=answers):
         if count == limit:
             raise ParamsError(f"more than {limit} updates needed")
-        current, count = clamp_step(current, new), count + 1
+        nxt = clamp_step(current, new, answers=answers)
+        if nxt == current:
+            raise ParamsError(
+                "the target is unreachable by bounded updates: "
+                + "; ".join(v.describe() for v in step_violations(current, new, answers=answers))
+            )
+        current, count = nxt, count + 1
     return count + 1

@@ -18,9 +18,11 @@ L L^T. The file must cover every asset the current parameters margin (the contra
 Oracle configurations are kept from the current on-chain parameters; an asset new to the parameters gets
 the deployment's feed with a 1 h heartbeat and bounds (0, $1e9).
 
-The contract accepts one update only within a step of the current parameters (scalars z, imFactor, gamma,
-penalty, closeFactor at most 2x; each entry of L, of the shocks of scenarios present in both sets and of
-the weights by at most max(|old|/2, 0.05)), and it takes effect after the delay (`activateRiskParams`).
+The contract accepts one update only within a step of the current parameters (every scalar within 2x
+either way or its absolute minimum step; each entry of L, of the shocks of scenarios present in both sets
+and of the weights by at most max(|old|/2, 0.05); appended scenarios within the old scenarios' envelope
+widened by one step; the oracle configurations, kept here, bounded too: keeper/riskfile.py's
+`step_violations`, the one mirror of `checkStep`), and it takes effect after the delay (`activateRiskParams`).
 The comparison below says which entries exceed the step; the script then writes the clamped intermediate
 step (the furthest one update can go) and says how many updates reach the target. The first parameters
 of a deployment apply at once and are not step-bounded.
@@ -147,12 +149,7 @@ def comparison(old: RiskParams | None, new: RiskParams, names: Sequence[str]) ->
         "target_health",
         "dust",
     ):
-        row(
-            f,
-            getattr(old, f) if old else None,
-            getattr(new, f),
-            f not in ("insurance_share", "target_health", "dust"),
-        )
+        row(f, getattr(old, f) if old else None, getattr(new, f), True)
     n_old = old.n if old else 0
     for i in range(new.n):
         row(f"weights[{i}]", old.weights[i] if old and i < n_old else None, new.weights[i], True)

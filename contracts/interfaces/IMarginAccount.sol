@@ -41,6 +41,15 @@ interface IMarginErrors {
     error InvalidParam(bytes32 field, uint256 index);
     /// @notice an update moves `field[index]` further than one step allows
     error ParamStepTooLarge(bytes32 field, uint256 index, int256 oldValue, int256 newValue);
+    /// @notice oracle `asset` declares `declared` decimals; its feed's `decimals()` answers `actual`
+    error FeedDecimalsMismatch(uint256 asset, uint8 declared, uint8 actual);
+    /// @notice the feed of oracle `asset` does not answer `decimals()` (no contract, or a failing call)
+    error FeedUnreadable(uint256 asset, address feed);
+    /// @notice reading `feed` (oracle `asset`) for a step check failed or gave a non-positive `answer`
+    error FeedPriceUnavailable(uint256 asset, address feed, int256 answer);
+    /// @notice a feed or decimals change of oracle `asset`: `newFeed` prices it at `newPrice`, further than
+    /// the allowed deviation from the old feed's `oldPrice` (both USD WAD)
+    error FeedPriceMismatch(uint256 asset, address newFeed, uint256 oldPrice, uint256 newPrice);
     error NoPendingParams();
     error ParamsNotReady(uint256 activatesAt);
     error NoRiskParams();

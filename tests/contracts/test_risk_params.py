@@ -222,18 +222,21 @@ def test_one_update_moves_each_parameter_by_at_most_one_step(stack: Stack, k: in
 
 
 def test_target_health_insurance_share_and_dust_are_step_bounded(stack: Stack) -> None:
-    """targetHealth, insuranceShare and dust move at most 2x per update, like the other scalars."""
+    """targetHealth, insuranceShare and dust move at most 2x per update (or their minimum step: dust $1000),
+    like the other scalars."""
     m, p = stack.margin, stack.params
     for field, name, value in (
         ("target_health", b"targetHealth", p.target_health * 2 + 1),
         ("insurance_share", b"insuranceShare", p.insurance_share // 2 - 1),
-        ("dust", b"dust", p.dust * 2 + 1),
+        ("dust", b"dust", p.dust + 1000 * WAD + 1),
     ):
         rp = replace(p, **{field: value})
         old = getattr(p, field)
         with reverts(m.ParamStepTooLarge, field=name.ljust(32, b"\0"), index=0, oldValue=old, newValue=value):
             m.proposeRiskParams(*_args(rp), sender=stack.admin)
-    rp = replace(p, target_health=p.target_health * 2, insurance_share=p.insurance_share // 2, dust=p.dust * 2)
+    rp = replace(
+        p, target_health=p.target_health * 2, insurance_share=p.insurance_share // 2, dust=p.dust + 1000 * WAD
+    )
     m.proposeRiskParams(*_args(rp), sender=stack.admin)
     assert _same(*read_pending(stack)[:2], rp)
 
@@ -372,6 +375,7 @@ def test_parameters_at_their_bounds_are_accepted(bare: Stack, project: Any) -> N
     rp = bare.params
     n = rp.n
     max_chol, max_shock = _limits(bare, project)
+    feed18 = project.MockAggregator.deploy(18, 2_000 * WAD, sender=bare.admin)  # declared decimals must match
     shocks = tuple(tuple(-WAD if (s + i) % 2 else max_shock for i in range(n)) for s in range(32))
     edge = replace(
         rp,
@@ -387,10 +391,282 @@ def test_parameters_at_their_bounds_are_accepted(bare: Stack, project: Any) -> N
         chol=(max_chol, -max_chol, max_chol, 0, 1, -max_chol),
         shocks=shocks,
         oracles=(
-            replace(rp.oracles[0], decimals=18, min_answer=0, max_answer=10**27),
+            replace(rp.oracles[0], feed=feed18.address, decimals=18, min_answer=0, max_answer=10**27),
             replace(rp.oracles[1], heartbeat=1),
             rp.oracles[2],
         ),
     )
     bare.margin.proposeRiskParams(*_args(edge), sender=bare.admin)
     assert _same(*read_params(bare), edge)
+
+
+
+# ------------------------------------------------------------------------ every field of an update is bounded
+# (issue 10, class 3): appended scenarios, scalars at 0, the oracle configuration, declared feed decimals
+
+
+def _propose(stack: Stack, rp: RiskParams) -> Any:
+    return stack.margin.proposeRiskParams(*_args(rp), sender=stack.admin)
+
+
+def test_appended_all_assets_minus_100_scenario_is_refused(stack: Stack, alice: Any, maker: Any) -> None:
+    """The review's exploit: one update appends an "all assets -100%" scenario, which liquidated an account
+    at 2x its initial margin. An appended entry must lie in the envelope of the asset's old entries
+    (-30% .. +30% here) widened by one entry step (max(|bound|/2, 0.05)): -45% .. +45%."""
+    rp = stack.params
+    deposit_cash_units(stack, alice, 10_000 * USDC)
+    trade_wad(stack, alice, maker, 1, WAD // 10, 60_000 * WAD)  # long 0.1 WBTC
+    m = stack.margin.marginOf(alice.address)
+    assert m.equity >= 2 * m.initial  # at 2x IM: the -100% scenario alone would make it liquidatable
+    s = len(rp.shocks)
+    crash = replace(rp, shocks=(*rp.shocks, (-WAD,) * rp.n))
+    lo = min(row[0] for row in rp.shocks)
+    bound = lo - max(abs(lo) // 2, WAD // 20)
+    assert bound == -45 * WAD // 100
+    with reverts(
+        stack.margin.ParamStepTooLarge, field=field("shocks"), index=s * rp.n, oldValue=bound, newValue=-WAD
+    ):
+        _propose(stack, crash)
+    # a scenario inside the widened envelope is accepted; one wei beyond it is not
+    edge = replace(rp, shocks=(*rp.shocks, (bound,) * rp.n))
+    with reverts(stack.margin.ParamStepTooLarge, field=field("shocks"), index=s * rp.n + 2):
+        _propose(stack, replace(rp, shocks=(*rp.shocks, (bound, bound, bound - 1))))
+    _propose(stack, edge)
+    assert _same(*read_pending(stack)[:2], edge)
+    # removing scenarios lowers requirements: allowed
+    _propose(stack, replace(rp, shocks=rp.shocks[:3]))
+
+
+def test_appended_scenario_without_old_scenarios_moves_one_step_from_zero(bare: Stack) -> None:
+    """No old scenarios: an appended entry is at most 0.05 from 0. A newly covered asset's entries stay
+    free (no account can hold an uncovered asset)."""
+    rp = bare.params
+    two = replace(rp, weights=rp.weights[:2], chol=rp.chol[:3], shocks=(), oracles=rp.oracles[:2])
+    _propose(bare, two)  # first parameters: at once
+    with reverts(
+        bare.margin.ParamStepTooLarge, field=field("shocks"), index=0, oldValue=-WAD // 20, newValue=-WAD
+    ):
+        _propose(bare, replace(two, shocks=((-WAD, -WAD),)))
+    _propose(bare, replace(two, shocks=((-WAD // 20, WAD // 20),)))
+    # asset 2 newly covered: its entry may be -100% at once, old assets' entries may not
+    three = replace(rp, shocks=((-WAD // 20, WAD // 20, -WAD),))
+    _propose(bare, three)
+    assert _same(*read_pending(bare)[:2], three)
+
+
+@pytest.mark.parametrize(
+    ("attr", "name", "min_step"),
+    [
+        ("gamma", "gamma", WAD // 20),
+        ("penalty", "penalty", WAD // 100),
+        ("insurance_share", "insuranceShare", WAD // 10),
+        ("dust", "dust", 1000 * WAD),
+    ],
+)
+def test_a_scalar_at_zero_moves_only_by_its_minimum_step(
+    bare: Stack, attr: str, name: str, min_step: int
+) -> None:
+    """A scalar whose old value is 0 could jump anywhere in one update (e.g. a 0 penalty to 49%); now it
+    moves by at most its absolute minimum step."""
+    zero = replace(bare.params, **{attr: 0})
+    _propose(bare, zero)
+    far = {"gamma": WAD, "penalty": WAD // 2 - 1, "insurance_share": WAD, "dust": 10**24}[attr]
+    with reverts(bare.margin.ParamStepTooLarge, field=field(name), index=0, oldValue=0, newValue=far):
+        _propose(bare, replace(zero, **{attr: far}))
+    with reverts(
+        bare.margin.ParamStepTooLarge, field=field(name), index=0, oldValue=0, newValue=min_step + 1
+    ):
+        _propose(bare, replace(zero, **{attr: min_step + 1}))
+    _propose(bare, replace(zero, **{attr: min_step}))
+
+
+def test_declaring_an_8_decimal_feed_as_18_is_refused(stack: Stack, bare: Stack) -> None:
+    """The review's exploit: WBTC's 8-decimal feed declared as 18 priced BTC at $6e-6. validate compares the
+    declared decimals with the feed's own decimals(), for first parameters and updates alike."""
+    for s in (bare, stack):
+        rp = s.params
+        o = rp.oracles[1]
+        wrong = replace(o, decimals=18, max_answer=o.max_answer)  # (1e9 * 1e8 - 1) at 18 decimals: in bounds
+        bad = rp.with_oracles([rp.oracles[0], wrong, rp.oracles[2]])
+        with reverts(s.margin.FeedDecimalsMismatch, asset=1, declared=18, actual=8):
+            _propose(s, bad)
+
+
+def test_a_feed_that_is_no_contract_is_refused(stack: Stack) -> None:
+    rp = stack.params
+    bad = rp.with_oracles([rp.oracles[0], replace(rp.oracles[1], feed=stack.admin.address), rp.oracles[2]])
+    with reverts(stack.margin.FeedUnreadable, asset=1, feed=stack.admin.address):
+        _propose(stack, bad)
+
+
+def test_swapping_to_a_feed_pricing_10x_is_refused(stack: Stack, project: Any) -> None:
+    """A feed change is allowed only when the new feed prices the asset within 5% of the old one."""
+    rp, admin = stack.params, stack.admin
+    old = rp.oracles[1]
+    old_price = 60_000 * WAD
+    ten_x = project.MockAggregator.deploy(8, 600_000 * 10**8, sender=admin)
+    with reverts(
+        stack.margin.FeedPriceMismatch,
+        asset=1,
+        newFeed=ten_x.address,
+        oldPrice=old_price,
+        newPrice=10 * old_price,
+    ):
+        _propose(stack, rp.with_oracles([rp.oracles[0], replace(old, feed=ten_x.address), rp.oracles[2]]))
+    off = project.MockAggregator.deploy(8, 63_000 * 10**8 + 1, sender=admin)  # 5% + 1e-8 USD away
+    with reverts(stack.margin.FeedPriceMismatch, asset=1):
+        _propose(stack, rp.with_oracles([rp.oracles[0], replace(old, feed=off.address), rp.oracles[2]]))
+    dead = project.MockAggregator.deploy(8, 0, sender=admin)
+    with reverts(stack.margin.FeedPriceUnavailable, asset=1, feed=dead.address, answer=0):
+        _propose(stack, rp.with_oracles([rp.oracles[0], replace(old, feed=dead.address), rp.oracles[2]]))
+    # an 18-decimal feed at the same price: decimals and feed change together, the WAD prices agree
+    near = project.MockAggregator.deploy(18, 63_000 * WAD, sender=admin)
+    moved = replace(
+        old,
+        feed=near.address,
+        decimals=18,
+        min_answer=old.min_answer * 10**10,
+        max_answer=old.max_answer * 10**10,
+    )
+    new = rp.with_oracles([rp.oracles[0], moved, rp.oracles[2]])
+    _propose(stack, new)
+    assert chain_pending_oracles(stack)[1] == moved
+
+
+def chain_pending_oracles(stack: Stack) -> tuple[Any, ...]:
+    core, shocks, _ = read_pending(stack)
+    return to_mirror_params(core, shocks).oracles
+
+
+@pytest.mark.parametrize(
+    ("change", "name", "old", "bad"),
+    [
+        ({"heartbeat": 3600 * 2 + 1}, "heartbeat", 3600, 7201),
+        ({"heartbeat": 1799}, "heartbeat", 3600, 1799),
+        ({"max_answer": 10**17 // 2 - 1}, "maxAnswer", (10**17 - 1) * 10**10, (10**17 // 2 - 1) * 10**10),
+        ({"min_answer": 600 * 10**8 + 2}, "minAnswer", 10**10, (600 * 10**8 + 2) * 10**10),
+    ],
+)
+def test_oracle_configuration_moves_one_step(
+    stack: Stack, change: dict[str, int], name: str, old: int, bad: int
+) -> None:
+    """heartbeat and maxAnswer within 2x, minAnswer within 2x or 1% of the feed's price ($600 for BTC),
+    compared as WAD prices."""
+    rp = stack.params
+    assert rp.oracles[1].heartbeat == 3600 and rp.oracles[1].min_answer == 1
+    new = rp.with_oracles([rp.oracles[0], replace(rp.oracles[1], **change), rp.oracles[2]])
+    with reverts(stack.margin.ParamStepTooLarge, field=field(name), index=1, oldValue=old, newValue=bad):
+        _propose(stack, new)
+
+
+def test_oracle_steps_within_the_bound_are_accepted(stack: Stack) -> None:
+    rp = stack.params
+    o = rp.oracles[1]
+    ok = replace(o, heartbeat=7200, max_answer=o.max_answer // 2 + 1, min_answer=600 * 10**8 + 1)
+    new = rp.with_oracles([rp.oracles[0], ok, rp.oracles[2]])
+    _propose(stack, new)
+    assert chain_pending_oracles(stack)[1] == ok
+
+
+def test_keeper_mirror_accepts_exactly_what_the_validator_accepts(stack: Stack, project: Any) -> None:
+    """keeper/riskfile.py's step_violations against the deployed validator's checkStep, on random updates
+    within and beyond one step of every field (scalars, entries, appended and dropped scenarios, oracles)."""
+    import random
+
+    from keeper.riskfile import step_violations
+
+    rng = random.Random(10)
+    rp = stack.params
+    v = project.RiskParamsValidator.at(stack.margin.validator())
+    current = stack.margin.riskParamsBlobs()[0]
+    feeds = [
+        project.MockAggregator.deploy(8, round(a * 10**8), sender=stack.admin) for a in (2_050, 2_150, 61_000)
+    ]
+    answers = {f.address: int(f.latestRoundData()[1]) for f in (*stack.feeds, *feeds)}
+
+    def jiggle(x: int, spread: float) -> int:
+        return max(0, round(x * rng.uniform(1 - spread, 1 + spread)) + rng.choice((0, 1, -1)))
+
+    agree = {True: 0, False: 0}
+    for _ in range(60):
+        spread = rng.choice((0.3, 0.6, 1.5))
+        new = replace(
+            rp,
+            **{
+                a: jiggle(getattr(rp, a), spread) if rng.random() < 0.3 else getattr(rp, a)
+                for a in (
+                    "z",
+                    "im_factor",
+                    "gamma",
+                    "penalty",
+                    "insurance_share",
+                    "close_factor",
+                    "target_health",
+                    "dust",
+                )
+            },
+        )
+        new = replace(
+            new,
+            weights=tuple(
+                w + rng.randint(-WAD // 15, WAD // 15) if rng.random() < 0.3 else w for w in rp.weights
+            ),
+            chol=tuple(c + rng.randint(-WAD // 15, WAD // 15) if rng.random() < 0.2 else c for c in rp.chol),
+        )
+        rows = list(rp.shocks)
+        if rng.random() < 0.3:
+            rows = rows[: rng.randint(1, len(rows))]
+        for _ in range(rng.choice((0, 0, 1, 2))):
+            rows.append(tuple(rng.randint(-WAD // 2, WAD // 2) for _ in range(rp.n)))
+        new = replace(new, shocks=tuple(rows))
+        oracles = list(rp.oracles)
+        if rng.random() < 0.4:
+            i = rng.randrange(rp.n)
+            o = oracles[i]
+            kind = rng.choice(("heartbeat", "max", "min", "feed"))
+            if kind == "heartbeat":
+                o = replace(o, heartbeat=jiggle(o.heartbeat, spread) or 1)
+            elif kind == "max":
+                o = replace(o, max_answer=jiggle(o.max_answer, spread))
+            elif kind == "min":
+                o = replace(o, min_answer=rng.randint(0, 2_000 * 10**8))
+            else:
+                o = replace(o, feed=rng.choice(feeds).address)
+            oracles[i] = o
+        new = new.with_oracles(oracles)
+        try:
+            v.validate(*_args(new), 3)
+        except Exception:
+            continue  # outside the absolute bounds: not a step question
+        mirror_ok = step_violations(rp, new, answers=answers) == []
+        try:
+            v.checkStep(current, *_args(new))
+            chain_ok = True
+        except Exception:
+            chain_ok = False
+        assert mirror_ok == chain_ok, (new, step_violations(rp, new, answers=answers))
+        agree[chain_ok] += 1
+    assert agree[True] >= 5 and agree[False] >= 5, agree
+
+
+def test_keeper_mirror_constants_equal_the_validator(stack: Stack, project: Any) -> None:
+    from keeper import riskfile
+
+    v = project.RiskParamsValidator.at(stack.margin.validator())
+    on_chain = {
+        "z": v.MIN_STEP_Z(),
+        "im_factor": v.MIN_STEP_IM_FACTOR(),
+        "gamma": v.MIN_STEP_GAMMA(),
+        "penalty": v.MIN_STEP_PENALTY(),
+        "close_factor": v.MIN_STEP_CLOSE_FACTOR(),
+        "target_health": v.MIN_STEP_TARGET_HEALTH(),
+        "insurance_share": v.MIN_STEP_INSURANCE_SHARE(),
+        "dust": v.MIN_STEP_DUST(),
+    }
+    assert on_chain == riskfile.MIN_SCALAR_STEP
+    assert (v.MAX_SCALAR_FACTOR(), v.MIN_ENTRY_STEP(), v.MIN_ANSWER_STEP(), v.MAX_FEED_DEVIATION()) == (
+        riskfile.SCALAR_FACTOR,
+        riskfile.MIN_ENTRY_STEP,
+        riskfile.MIN_ANSWER_STEP,
+        riskfile.MAX_FEED_DEVIATION,
+    )

@@ -58,6 +58,7 @@ contract Handler is Test {
     bool public ghostBystanderHarmed; // (g) a liquidation raised a third party's equity, or charged >100%
     bool public ghostClampBroken; // taken > fraction asked, or != min(fraction, previewed max)
     bool public ghostParamsRefused; // a well-formed one-step parameter update was refused
+    bool public ghostParamsBypass; // an update moving one field beyond one step was accepted
     bool public ghostWithdrawBelowIM; // (e) a withdrawal left E < IM
     bool public ghostTradeBelowIM; // (e) a trade left E < IM without lowering MM at equal-or-better E
     bool public ghostThirdPartyDeposit; // (h) somebody added collateral to an account that did not authorise it
@@ -75,6 +76,8 @@ contract Handler is Test {
     uint256 public nFunding;
     uint256 public nParamUpdates;
     uint256 public nParamRejected;
+    uint256 public nBoundedWithin; // single-field updates within one step, accepted and activated
+    uint256 public nBoundedOutside; // single-field updates beyond one step, refused
     uint256 public nLiquidations;
     uint256 public nFullCloses;
     uint256 public nHealthyAttempts;
@@ -310,6 +313,201 @@ contract Handler is Test {
         _advance(margin.riskParamsDelay() + 1);
         margin.activateRiskParams();
         ++nParamUpdates;
+    }
+
+    /// @notice Proposes a random update of one field (a scalar, appended or dropped scenarios, an oracle's
+    /// heartbeat, bounds, decimals or feed), either within one step (it must be accepted; it is activated
+    /// after the delay) or beyond it (it must be refused: an accepted one is a bypass of the step bound).
+    function changeRiskParamsBounded(uint256 seed) external {
+        _begin();
+        (RiskParams memory p, int256[] memory s) = lens.riskParams();
+        uint256 kind = seed % 12;
+        uint256 i = _rand(seed, 1) % N;
+        if (kind == 0) _scalarWithin(p, seed);
+        else if (kind == 1) s = _appendWithin(s, seed);
+        else if (kind == 2) p.oracles[i].heartbeat = _heartbeatWithin(p.oracles[i].heartbeat, seed);
+        else if (kind == 3) p.oracles[i].maxAnswer = _maxWithin(p.oracles[i].maxAnswer, p.oracles[i].decimals, seed);
+        else if (kind == 4) p.oracles[i].minAnswer = _minWithin(p.oracles[i].minAnswer, i, seed);
+        else if (kind == 5) _scalarOutside(p, seed);
+        else if (kind == 6) s = _appendOutside(s, seed);
+        else if (kind == 7) p.oracles[i].heartbeat = seed & 1 == 0
+            ? p.oracles[i].heartbeat * 2 + 1
+            : p.oracles[i].heartbeat / 2 - 1;
+        else if (kind == 8) p.oracles[i].decimals = p.oracles[i].decimals == 18 ? 8 : 18; // the feed says otherwise
+        else if (kind == 9) p.oracles[i].feed = _feedOff(p.oracles[i].decimals, i, seed);
+        else if (kind == 10) p.oracles[i].maxAnswer = p.oracles[i].maxAnswer * 2 + 1;
+        else p.oracles[i].minAnswer = p.oracles[i].minAnswer * 2 + _feedAnswer(i) / 100 + 1;
+        bool within = kind < 5;
+        try margin.proposeRiskParams(p, s) {
+            if (!within) {
+                ghostParamsBypass = true;
+                _detail("update beyond one step accepted", address(0), int256(kind), int256(i), seed);
+                return;
+            }
+        } catch {
+            if (within) {
+                ghostParamsRefused = true;
+                _detail("bounded update within one step refused", address(0), int256(kind), int256(i), seed);
+            } else {
+                ++nBoundedOutside;
+            }
+            return;
+        }
+        _advance(margin.riskParamsDelay() + 1);
+        margin.activateRiskParams();
+        ++nBoundedWithin;
+    }
+
+    uint32 internal constant HEARTBEAT_SAFE = 1 hours;
+
+    function _min(uint256 a, uint256 b) internal pure returns (uint256) {
+        return a < b ? a : b;
+    }
+
+    function _max(uint256 a, uint256 b) internal pure returns (uint256) {
+        return a > b ? a : b;
+    }
+
+    /// @dev heartbeat within [old/2, 2 old], kept in [1 h, 4 h] (the campaign re-posts feeds at most 3000 s apart)
+    function _heartbeatWithin(uint32 old, uint256 seed) internal pure returns (uint32) {
+        return uint32(bound(_rand(seed, 2), _max(old / 2, HEARTBEAT_SAFE), _min(2 * uint256(old), 4 * HEARTBEAT_SAFE)));
+    }
+
+    /// @dev a fresh feed pricing asset i at 10x, or 6% above, the current feed (a swap the validator refuses)
+    function _feedOff(uint8 d, uint256 i, uint256 seed) internal returns (address) {
+        int256 a = _feedAnswer(i);
+        return address(new MockAggregator(d, seed & 1 == 0 ? a * 10 : a * 106 / 100));
+    }
+
+    function _feedAnswer(uint256 i) internal view returns (int256 a) {
+        (, a,,,) = feeds[i].latestRoundData();
+    }
+
+    /// @dev the validator's minimum step of scalar k (z, imFactor, gamma, penalty, closeFactor, insuranceShare,
+    /// targetHealth, dust) and the range the campaign keeps it in
+    function _scalarSpec(uint256 k) internal pure returns (uint256 minStep, uint256 lo, uint256 hi) {
+        if (k == 0) return (0.25e18, 1.5e18, 3.5e18);
+        if (k == 1) return (0.1e18, 1.1e18, 1.6e18);
+        if (k == 2) return (0.05e18, 0.2e18, 0.8e18);
+        if (k == 3) return (0.01e18, 0.02e18, 0.1e18);
+        if (k == 4) return (0.1e18, 0.25e18, 1e18);
+        if (k == 5) return (0.1e18, 0.05e18, 1e18);
+        if (k == 6) return (0.1e18, 1.1e18, 1.5e18);
+        return (1e21, 1e18, 100e18);
+    }
+
+    function _scalarRef(RiskParams memory p, uint256 k, bool set, uint256 v) internal pure returns (uint256 old) {
+        uint256[8] memory all =
+            [p.z, p.imFactor, p.gamma, p.penalty, p.closeFactor, p.insuranceShare, p.targetHealth, p.dust];
+        old = all[k];
+        if (!set) return old;
+        if (k == 0) p.z = v;
+        else if (k == 1) p.imFactor = v;
+        else if (k == 2) p.gamma = v;
+        else if (k == 3) p.penalty = v;
+        else if (k == 4) p.closeFactor = v;
+        else if (k == 5) p.insuranceShare = v;
+        else if (k == 6) p.targetHealth = v;
+        else p.dust = v;
+    }
+
+    /// @dev one scalar moved by at most its absolute minimum step, kept in the campaign's range
+    function _scalarWithin(RiskParams memory p, uint256 seed) internal pure {
+        uint256 k = _rand(seed, 3) % 8;
+        (uint256 step, uint256 lo, uint256 hi) = _scalarSpec(k);
+        uint256 old = _scalarRef(p, k, false, 0);
+        uint256 v = bound(_rand(seed, 4), old > step ? old - step : 0, old + step);
+        _scalarRef(p, k, true, v < lo ? lo : v > hi ? hi : v);
+    }
+
+    /// @dev one scalar moved beyond both 2x and its minimum step (possibly out of its absolute bounds too)
+    function _scalarOutside(RiskParams memory p, uint256 seed) internal pure {
+        uint256 k = _rand(seed, 3) % 8;
+        (uint256 step,,) = _scalarSpec(k);
+        uint256 old = _scalarRef(p, k, false, 0);
+        uint256 down = old / 2;
+        bool canDown = down > step && seed & 2 == 0;
+        _scalarRef(p, k, true, canDown ? _min(down, old - step) - 1 : _max(2 * old, old + step) + 1);
+    }
+
+    /// @dev the old scenario envelope of asset i, [min, max] (not widened)
+    function _envelope(int256[] memory s, uint256 i) internal pure returns (int256 lo, int256 hi) {
+        (lo, hi) = (s[i], s[i]);
+        for (uint256 r = 1; r < s.length / N; ++r) {
+            int256 v = s[r * N + i];
+            if (v < lo) lo = v;
+            if (v > hi) hi = v;
+        }
+    }
+
+    /// @dev append one or two rows inside the old envelope; or, at 12 rows, drop back to 7 (always allowed)
+    function _appendWithin(int256[] memory s, uint256 seed) internal pure returns (int256[] memory out) {
+        uint256 rows = s.length / N;
+        if (rows >= 12) {
+            out = new int256[](7 * N);
+            for (uint256 k; k < out.length; ++k) {
+                out[k] = s[k];
+            }
+            return out;
+        }
+        uint256 extra = 1 + seed % 2;
+        out = new int256[]((rows + extra) * N);
+        for (uint256 k; k < s.length; ++k) {
+            out[k] = s[k];
+        }
+        for (uint256 i; i < N; ++i) {
+            (int256 lo, int256 hi) = _envelope(s, i);
+            for (uint256 r = rows; r < rows + extra; ++r) {
+                out[r * N + i] = bound(int256(_rand(seed, 50 + r * N + i)), lo, hi);
+            }
+        }
+    }
+
+    /// @dev append one row: the review's "all assets -100%", or an entry one wei beyond the widened envelope
+    function _appendOutside(int256[] memory s, uint256 seed) internal pure returns (int256[] memory out) {
+        uint256 rows = s.length / N;
+        out = new int256[]((rows + 1) * N);
+        for (uint256 k; k < s.length; ++k) {
+            out[k] = s[k];
+        }
+        uint256 j = seed % N;
+        bool crash = true;
+        for (uint256 i; i < N; ++i) {
+            (int256 lo, int256 hi) = _envelope(s, i);
+            out[rows * N + i] = lo;
+            int256 wlo = lo - int256(_stepOf(lo));
+            if (wlo <= -int256(WAD)) crash = false; // -100% would lie within the widened envelope
+            if (i == j) {
+                out[rows * N + i] = seed & 4 == 0 ? wlo - 1 : hi + int256(_stepOf(hi)) + 1;
+            }
+        }
+        if (crash && seed & 8 == 0) {
+            for (uint256 i; i < N; ++i) {
+                out[rows * N + i] = -int256(WAD);
+            }
+        }
+    }
+
+    function _stepOf(int256 v) internal pure returns (uint256) {
+        uint256 a = v < 0 ? uint256(-v) : uint256(v);
+        return a / 2 < 0.05e18 ? 0.05e18 : a / 2;
+    }
+
+    /// @dev maxAnswer within [old/2, 2 old], kept in [1e6, 1e8] USD
+    function _maxWithin(int256 old, uint8 d, uint256 seed) internal pure returns (int256) {
+        int256 v = bound(int256(_rand(seed, 5)), old / 2 + 1, 2 * old);
+        int256 lo = int256(1e6 * 10 ** d);
+        int256 hi = int256(1e8 * 10 ** d);
+        return v < lo ? lo : v > hi ? hi : v;
+    }
+
+    /// @dev minAnswer within [old/2, 2 old] (from 0: up to 0.5% of the price), unchanged if above 2% of it
+    function _minWithin(int256 old, uint256 i, uint256 seed) internal view returns (int256) {
+        int256 answer = _feedAnswer(i);
+        int256 v = old == 0
+            ? bound(int256(_rand(seed, 6)), 0, answer / 200)
+            : bound(int256(_rand(seed, 6)), old / 2 + 1, 2 * old);
+        return v > answer / 50 ? old : v;
     }
 
     /// @notice Liquidation driven by the keeper's view: the previewed witness (or a random one), and the
@@ -753,7 +951,7 @@ contract InvariantTest is Fixture {
         }
 
         targetContract(address(handler));
-        bytes4[] memory sel = new bytes4[](14);
+        bytes4[] memory sel = new bytes4[](15);
         sel[0] = Handler.depositCash.selector;
         sel[1] = Handler.withdrawCash.selector;
         sel[2] = Handler.depositCollateral.selector;
@@ -768,6 +966,7 @@ contract InvariantTest is Fixture {
         sel[11] = Handler.keeperSweep.selector;
         sel[12] = Handler.depositForOther.selector;
         sel[13] = Handler.feedOutage.selector;
+        sel[14] = Handler.changeRiskParamsBounded.selector;
         targetSelector(FuzzSelector(address(handler), sel));
     }
 
@@ -812,6 +1011,7 @@ contract InvariantTest is Fixture {
         assertFalse(handler.ghostClampBroken(), string.concat("clamp ", d));
         assertFalse(handler.ghostFullCloseLeftover(), string.concat("full close ", d));
         assertFalse(handler.ghostParamsRefused(), string.concat("params ", d));
+        assertFalse(handler.ghostParamsBypass(), string.concat("params bypass ", d));
         assertFalse(handler.ghostBystanderHarmed(), string.concat("(g) ", d));
         assertFalse(handler.ghostThirdPartyDeposit(), string.concat("(h) ", d));
         assertFalse(handler.ghostUnliquidatable(), string.concat("(i) ", d));
@@ -869,6 +1069,8 @@ contract InvariantTest is Fixture {
         console.log("bad-debt closes", handler.nBadDebtCloses());
         console.log("healthy attempts", handler.nHealthyAttempts());
         console.log("param updates", handler.nParamUpdates());
+        console.log("bounded updates within one step (accepted)", handler.nBoundedWithin());
+        console.log("bounded updates beyond one step (refused)", handler.nBoundedOutside());
         console.log("partial liquidations at h_w <= penalty (must be 0)", handler.nDeepPartial());
         console.log("valid liquidations refused", handler.nValidRefused());
         console.log("liquidatable seen", handler.nLiquidatableSeen());

@@ -542,3 +542,17 @@ def test_keep_scenarios_recomputes_only_l() -> None:
     prop = recalibrate(prices, stamps, cur, RecalibrationSettings(lookback=300, keep_scenarios=True))
     assert prop.new.shocks == cur.shocks and prop.new.chol != cur.chol
     assert replace(prop.new, chol=cur.chol, z=cur.z) == cur  # z is part of the tail model (FHS)
+
+
+def test_one_step_mirror_is_shared_with_the_risk_file_module() -> None:
+    """recalibrate and scripts/post_params.py use keeper/riskfile.py's mirror of checkStep (no second copy),
+    which bounds all eight scalars: insurance_share, target_health and dust too."""
+    import keeper.recalibrate as recal
+    import keeper.riskfile as riskfile
+
+    assert recal.step_violations is riskfile.step_violations and recal.clamp_step is riskfile.clamp_step
+    cur = current_params((0.2, 0.3, 0.4))
+    for name, value in (("insurance_share", 0), ("target_health", 3 * WAD), ("dust", 10**24)):
+        new = replace(cur, **{name: value})
+        assert [v.field for v in step_violations(cur, new)] == [name]
+        assert step_violations(cur, clamp_step(cur, new)) == []

@@ -3,6 +3,7 @@ one-update step bound of the contract (violations, clamped intermediate step).""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from keeper.engine.calibration import calibrate
-from keeper.engine.params import RiskParams, build_params, standard_shocks
+from keeper.engine.params import OracleConfig, RiskParams, build_params, standard_shocks
 from keeper.errors import ParamsError, RiskFileError
 from keeper.riskfile import (
     RiskFile,
@@ -211,15 +212,15 @@ def test_step_bound_mirrors_the_contract() -> None:
             "gamma": old.gamma // 2 - 1,
             "chol": (old.chol[0] + WAD // 20 + 10**14, *old.chol[1:]),
             "shocks": tuple(map(tuple, shocks)),
-            "dust": old.dust * 10,  # not step-bounded on-chain
+            "dust": old.dust * 20,  # 100 -> 2000: beyond 2x and beyond the $1000 minimum step
         }
     )
     fields = {v.field for v in step_violations(old, too_far)}
-    assert fields == {"z", "gamma", "chol[0][0]", "shocks[0][0]"}
+    assert fields == {"z", "gamma", "chol[0][0]", "shocks[0][0]", "dust"}
     clamped = clamp_step(old, too_far)
     assert step_violations(old, clamped) == []
     assert clamped.z == old.z * 2 and clamped.chol[0] == old.chol[0] + WAD // 20
-    assert clamped.shocks[0][0] == -450_000_000_000_000_000 and clamped.dust == too_far.dust
+    assert clamped.shocks[0][0] == -450_000_000_000_000_000 and clamped.dust == old.dust + 1000 * WAD
     assert steps_needed(old, too_far) == 2
 
 
@@ -233,8 +234,89 @@ def test_far_target_needs_several_steps_and_shrinking_is_refused() -> None:
         step_violations(old, one)
 
 
-def test_new_assets_and_new_scenarios_are_free() -> None:
+def test_new_assets_are_free_and_appended_scenarios_are_bounded() -> None:
     old = base_params()
     grown = build_params([0.05, 0.04, 0.9], [[1, 0.8, 0], [0.8, 1, 0], [0, 0, 1]], standard_shocks(3))
-    # rows of old assets come first in L; the new asset's entries and any extra scenario rows are unbounded
+    # rows of old assets come first in L; the new asset's entries are unbounded
     assert all(not v.field.startswith("chol[2]") for v in step_violations(old, grown))
+    # appended rows: old assets within their old envelope (-0.3 .. 0.3) widened by one step (0.15)
+    assert all(
+        not v.field.startswith("shocks[") or not v.field.endswith("[2]") for v in step_violations(old, grown)
+    )
+    crash = replace(old, shocks=(*old.shocks, (-WAD, -WAD)))  # the review's "all assets -100%"
+    assert {v.field for v in step_violations(old, crash)} == {
+        f"shocks[{len(old.shocks)}][0]",
+        f"shocks[{len(old.shocks)}][1]",
+    }
+    assert step_violations(old, replace(old, shocks=(*old.shocks, (-45 * WAD // 100, 45 * WAD // 100)))) == []
+    assert step_violations(old, replace(old, shocks=old.shocks[:1])) == []  # removing scenarios is free
+    clamped = clamp_step(old, crash)
+    assert clamped.shocks[-1] == (-45 * WAD // 100, -45 * WAD // 100) and step_violations(old, clamped) == []
+    bare = replace(old, shocks=())  # no old scenarios: an appended entry at most 0.05 from 0
+    assert step_violations(bare, replace(old, shocks=((-WAD // 20, WAD // 20),))) == []
+    assert [v.field for v in step_violations(bare, replace(old, shocks=((-WAD // 20 - 1, 0),)))] == [
+        "shocks[0][0]"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "old", "ok", "bad"),
+    [
+        ("gamma", 0, WAD // 20, WAD // 20 + 1),
+        ("penalty", 0, WAD // 100, WAD // 100 + 1),
+        ("insurance_share", 0, WAD // 10, WAD // 10 + 1),
+        ("dust", 0, 1000 * WAD, 1000 * WAD + 1),
+        ("z", WAD // 10, WAD // 10 + WAD // 4, WAD // 10 + WAD // 4 + 1),  # 2x is less than the min step
+        ("im_factor", 2 * WAD, WAD, WAD - 1),  # halving
+        ("target_health", WAD + WAD // 10, 2 * (WAD + WAD // 10), 2 * (WAD + WAD // 10) + 1),
+        ("close_factor", WAD // 20, WAD // 20 + WAD // 10, WAD // 20 + WAD // 10 + 1),
+    ],
+)
+def test_every_scalar_is_bounded_even_from_zero(name: str, old: int, ok: int, bad: int) -> None:
+    """A scalar moves within [old/2, 2 old] or by its minimum step; a zero leaves zero only by that step."""
+    base = replace(base_params(), **{name: old})
+    assert step_violations(base, replace(base, **{name: ok})) == []
+    assert [(v.field, v.old, v.new) for v in step_violations(base, replace(base, **{name: bad}))] == [
+        (name, old, bad)
+    ]
+    assert getattr(clamp_step(base, replace(base, **{name: bad})), name) == ok
+
+
+FEED, OTHER = "0x" + "11" * 20, "0x" + "22" * 20
+
+
+def _with_oracle(rp: RiskParams, **kw: Any) -> RiskParams:
+    o = OracleConfig(FEED, 3600, 8, 1, 10**17 - 1)
+    return rp.with_oracles([replace(o, **kw), o])
+
+
+def test_oracle_configuration_is_step_bounded() -> None:
+    """heartbeat and maxAnswer within 2x; minAnswer within 2x or 1% of the price; a new feed (or decimals)
+    only if it prices within 5% of the old feed: read through `answers` (feed -> raw answer)."""
+    old = _with_oracle(base_params())
+    answers = {FEED: 60_000 * 10**8, OTHER: 600_000 * 10**8}  # BTC at $60k; OTHER prices it 10x
+    cases: list[tuple[dict[str, Any], str | None]] = [
+        ({"heartbeat": 7200}, None),
+        ({"heartbeat": 7201}, "oracles[0].heartbeat"),
+        ({"heartbeat": 1800}, None),
+        ({"max_answer": 2 * (10**17 - 1)}, None),
+        ({"max_answer": 10**16}, "oracles[0].max_answer"),
+        ({"min_answer": 600 * 10**8 + 1}, None),  # 1% of $60k from 1e-8: 1e-8 + $600
+        ({"min_answer": 600 * 10**8 + 2}, "oracles[0].min_answer"),
+        ({"feed": OTHER}, "oracles[0].feed"),  # a feed pricing 10x
+        ({"decimals": 18, "max_answer": 10**27}, "oracles[0].feed"),  # the review's 8-as-18 (validate too)
+    ]
+    for change, bad in cases:
+        new = _with_oracle(base_params(), **change)
+        assert [v.field for v in step_violations(old, new, answers=answers)] == ([bad] if bad else []), change
+    near = {**answers, OTHER: 62_000 * 10**8}  # within 5%
+    assert step_violations(old, _with_oracle(base_params(), feed=OTHER), answers=near) == []
+    # without the feeds' answers a change that needs them is reported (the chain might refuse it)
+    assert [v.field for v in step_violations(old, _with_oracle(base_params(), feed=OTHER))] == [
+        "oracles[0].feed"
+    ]
+    assert step_violations(old, _with_oracle(base_params(), heartbeat=7200)) == []
+    # a file without oracles keeps the current ones: nothing to compare
+    assert step_violations(old, base_params()) == []
+    clamped = clamp_step(old, _with_oracle(base_params(), heartbeat=100_000, feed=OTHER), answers=answers)
+    assert clamped.oracles == old.oracles
