@@ -6,14 +6,16 @@ import {Params, ParamsLib} from "./ParamsLib.sol";
 
 /// @title Chainlink price reads that refuse every known failure mode
 /// @notice Outage rule (liquidation only, `liquidationPriceWad`): a feed is out once its answer cannot be
-/// trusted for longer than a blip: older than OUTAGE_HEARTBEATS heartbeats, pinned at a circuit-breaker bound,
+/// trusted for longer than a blip: older than its heartbeat plus OUTAGE_DELAY, pinned at a circuit-breaker bound,
 /// from an incomplete round, timestamped in the future, non-positive or unreadable. A book holding that asset
 /// is then valued at the outage price: the last answer, clamped to the configured bounds, moved against the
 /// holder by the asset's most adverse move in the stress scenarios (a net long at the largest fall, a net
-/// short at the largest rise). Between one and OUTAGE_HEARTBEATS heartbeats a stale answer still reverts.
+/// short at the largest rise). Within OUTAGE_DELAY past its heartbeat a stale answer still reverts: a delay
+/// that keeps ordinary outages (hours) out of the rule, where a blind price would hand the liquidator the gap
+/// between the outage price and the true one.
 library OracleLib {
-    /// @notice a stale answer is an outage once older than this many heartbeats
-    uint256 internal constant OUTAGE_HEARTBEATS = 2;
+    /// @notice a stale answer is an outage once older than its heartbeat plus this (seconds)
+    uint256 internal constant OUTAGE_DELAY = 1 days;
     /// @notice cap on any price (USD WAD per unit), equal to RiskParamsValidator.MAX_PRICE: keeps every margin
     /// sum in range (RiskMath's notes)
     uint256 internal constant MAX_PRICE = 1e27;
@@ -63,7 +65,7 @@ library OracleLib {
             uint256 heartbeat = uint32(w >> 160);
             uint256 age = block.timestamp - updatedAt; // complete: updatedAt <= block.timestamp
             if (age <= heartbeat) return uint256(answer) * p.word(base + 4); // trusted: priceWad's value
-            if (age <= OUTAGE_HEARTBEATS * heartbeat) {
+            if (age <= heartbeat + OUTAGE_DELAY) {
                 revert IMarginErrors.StalePrice(address(uint160(w)), updatedAt, heartbeat); // a blip, not an outage
             }
         }

@@ -179,7 +179,7 @@ def penalty_for(fraction: int, requirement: int, rp: RiskParams) -> int:
     return mul_wad_down(mul_wad_down(rp.penalty, fraction), requirement)
 
 
-OUTAGE_HEARTBEATS = 2  # OracleLib: a stale answer is an outage once older than this many heartbeats
+OUTAGE_DELAY = 86_400  # OracleLib: a stale answer is an outage once older than its heartbeat plus this (s)
 MAX_PRICE = 10**27  # OracleLib.MAX_PRICE (USD WAD per unit)
 
 
@@ -205,7 +205,7 @@ def outage_assets(
 ) -> list[int]:
     """Assets whose feed the chain's liquidation prices through an outage (OracleLib's outage rule) at
     `timestamp`: refused (`prices[i] == 0`, the lens's mark of a failed read) and not a stale blip (an
-    in-bounds answer at most OUTAGE_HEARTBEATS heartbeats old). An in-bounds, fresh answer that is still
+    in-bounds answer at most heartbeat + OUTAGE_DELAY old). An in-bounds, fresh answer that is still
     refused failed on its round (incomplete): an outage too. The chain's preview confirms each liquidation."""
     out = []
     for i, o in enumerate(rp.oracles):
@@ -213,7 +213,7 @@ def outage_assets(
             continue
         answer, at = answers[i] if i < len(answers) else 0, updated_at[i] if i < len(updated_at) else 0
         in_bounds = o.min_answer < answer < o.max_answer and 0 < at <= timestamp
-        if in_bounds and o.heartbeat < timestamp - at <= OUTAGE_HEARTBEATS * o.heartbeat:
+        if in_bounds and o.heartbeat < timestamp - at <= o.heartbeat + OUTAGE_DELAY:
             continue  # a blip: the chain still reverts with StalePrice
         out.append(i)
     return out

@@ -1,6 +1,6 @@
 """Oracle failure modes: zero, negative, stale (heartbeat, future), incomplete rounds, answers at the
 circuit-breaker bounds. Nothing that needs the broken price proceeds, except liquidation through an outage
-(OracleLib's outage rule: every mode but a stale answer younger than two heartbeats); the lens reports
+(OracleLib's outage rule: every mode but a stale answer within a day past its heartbeat); the lens reports
 `ok = false` instead of reverting; accounts that do not hold the asset are unaffected."""
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def test_nothing_priced_proceeds_on_a_bad_price(
         m.withdrawCash(1, alice.address, sender=alice)
     with reverts(err, **kwargs):
         m.withdrawCollateral(0, 1, alice.address, sender=alice)
-    # liquidation: a stale answer (under two heartbeats old) is a blip and reverts; every other mode is an
+    # liquidation: a stale answer (within a day past its heartbeat) is a blip and reverts; every other mode is an
     # outage, through which alice is valued at the outage price (here healthy: nothing to liquidate)
     for w in (witness(VAR), witness(FLOOR), witness(SCENARIO, 0)):
         if mode == "stale":

@@ -572,7 +572,7 @@ contract Handler is Test {
         vm.stopPrank();
     }
 
-    /// @notice (i) One feed goes out (stale beyond two heartbeats, pinned at its floor, or a zero answer); every
+    /// @notice (i) One feed goes out (stale a day past its heartbeat, pinned at its floor, or a zero answer); every
     /// actor the lens previews through the outage as liquidatable is liquidated, which must succeed; a holder
     /// must stay priceable. Then the feed recovers at its old answer.
     function feedOutage(uint256 assetSeed, uint256 modeSeed) external {
@@ -582,7 +582,7 @@ contract Handler is Test {
         (RiskParams memory rp,) = lens.riskParams();
         uint256 mode = modeSeed % 3;
         if (mode == 0) {
-            uint256 age = 2 * rp.oracles[i].heartbeat + 1 + (modeSeed >> 8) % 86_400;
+            uint256 age = rp.oracles[i].heartbeat + 1 days + 1 + (modeSeed >> 8) % 86_400;
             feeds[i].setRound(round + 1, answer, currentTime > age ? currentTime - age : 1, round + 1);
         } else {
             feeds[i].setPrice(mode == 1 ? rp.oracles[i].minAnswer : int256(0));

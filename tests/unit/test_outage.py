@@ -34,9 +34,9 @@ def test_outage_price_moves_the_last_answer_against_each_side() -> None:
 
 
 def test_which_refused_feeds_are_outages() -> None:
-    fresh, blip, old = NOW - 10, NOW - 2 * HEARTBEAT, NOW - 2 * HEARTBEAT - 1
+    fresh, blip, old = NOW - 10, NOW - HEARTBEAT - 86_400, NOW - HEARTBEAT - 86_401
     prices = (0, 0, 0)
-    # a stale answer within two heartbeats is a blip; beyond, an outage
+    # a stale answer within a day past its heartbeat is a blip; beyond, an outage
     assert mirror.outage_assets(prices, (ANSWER,) * 3, (blip, old, blip), NOW, RP) == [1]
     # refused although fresh and in bounds (an incomplete round), at a bound, unreadable: outages at once
     assert mirror.outage_assets(prices, (ANSWER, 1, 0), (fresh, fresh, 0), NOW, RP) == [0, 1, 2]
