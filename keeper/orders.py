@@ -76,7 +76,13 @@ class Domain:
         return keccak(
             abi_encode(
                 ["bytes32", "bytes32", "bytes32", "uint256", "address"],
-                [DOMAIN_TYPEHASH, keccak(text=NAME), keccak(text=VERSION), self.chain_id, self.verifying_contract],
+                [
+                    DOMAIN_TYPEHASH,
+                    keccak(text=NAME),
+                    keccak(text=VERSION),
+                    self.chain_id,
+                    self.verifying_contract,
+                ],
             )
         )
 
@@ -94,7 +100,15 @@ def order_hash(order: Order) -> bytes:
     return keccak(
         abi_encode(
             _ORDER_ABI,
-            [ORDER_TYPEHASH, order.account, order.asset, order.size, order.limit_price, order.nonce, order.expiry],
+            [
+                ORDER_TYPEHASH,
+                order.account,
+                order.asset,
+                order.size,
+                order.limit_price,
+                order.nonce,
+                order.expiry,
+            ],
         )
     )
 
@@ -170,7 +184,12 @@ def signed_pair(
     signed by `key` (the buyer's key or an operator's) and `seller_key` (default: `key`)."""
     buy = Order(buyer, asset, size, price, fresh_nonce(), expiry)
     sell = Order(seller, asset, -size, price, fresh_nonce(), expiry)
-    return buy, sign_order(buy, key, domain), sell, sign_order(sell, key if seller_key is None else seller_key, domain)
+    return (
+        buy,
+        sign_order(buy, key, domain),
+        sell,
+        sign_order(sell, key if seller_key is None else seller_key, domain),
+    )
 
 
 def trade_args(

@@ -55,7 +55,9 @@ def accomplice(accounts: Any, stack: Stack) -> Any:
 _nonce = [1]
 
 
-def order(account: Any, size: int, limit: int, asset: int = 0, expiry: int = 2**64 - 1, nonce: int = 0) -> Order:
+def order(
+    account: Any, size: int, limit: int, asset: int = 0, expiry: int = 2**64 - 1, nonce: int = 0
+) -> Order:
     if not nonce:
         _nonce[0] += 1
         nonce = _nonce[0]
@@ -66,8 +68,12 @@ def signed(o: Order, signer: Any, domain: Domain) -> bytes:
     return sign_order(o, signing_key(signer), domain)
 
 
-def settle(stack: Stack, buy: Order, buy_sig: bytes, sell: Order, sell_sig: bytes, size: int, price: int) -> Any:
-    return stack.margin.settleTrade(buy.as_tuple(), buy_sig, sell.as_tuple(), sell_sig, size, price, sender=stack.admin)
+def settle(
+    stack: Stack, buy: Order, buy_sig: bytes, sell: Order, sell_sig: bytes, size: int, price: int
+) -> Any:
+    return stack.margin.settleTrade(
+        buy.as_tuple(), buy_sig, sell.as_tuple(), sell_sig, size, price, sender=stack.admin
+    )
 
 
 def book(stack: Stack, account: Any) -> tuple[Any, ...]:
@@ -107,14 +113,30 @@ def test_review_drain_unsigned_band_edge_round_trips_revert(
         acc_buy = order(accomplice, size, hi)
         # 1. orders "for" the victim signed by the matcher (not its operator)
         forged_buy = order(victim, size, hi)
-        with reverts(m.BadSignature, orderHash=order_hash(forged_buy), account=victim.address, signer=matcher.address):
-            settle(stack, forged_buy, signed(forged_buy, matcher, domain), acc_sell,
-                   signed(acc_sell, matcher, domain), size, hi)
+        with reverts(
+            m.BadSignature, orderHash=order_hash(forged_buy), account=victim.address, signer=matcher.address
+        ):
+            settle(
+                stack,
+                forged_buy,
+                signed(forged_buy, matcher, domain),
+                acc_sell,
+                signed(acc_sell, matcher, domain),
+                size,
+                hi,
+            )
         # 2. signed by the accomplice
         forged_sell = order(victim, -size, lo)
         with reverts(m.BadSignature, account=victim.address, signer=accomplice.address):
-            settle(stack, acc_buy, signed(acc_buy, matcher, domain), forged_sell,
-                   signed(forged_sell, accomplice, domain), size, lo)
+            settle(
+                stack,
+                acc_buy,
+                signed(acc_buy, matcher, domain),
+                forged_sell,
+                signed(forged_sell, accomplice, domain),
+                size,
+                lo,
+            )
         # 3. the victim's real signature on a different order (its size and limit changed)
         with reverts(m.BadSignature, account=victim.address):
             settle(stack, forged_buy, real_sig, acc_sell, signed(acc_sell, matcher, domain), size, hi)
@@ -155,8 +177,15 @@ def test_partial_fills_accumulate_and_never_exceed_size(
     # the counter-order (size 1) has 0.5 left: a second fill of 0.5 + 1 wei overfills it
     other = order(victim, WAD, PX)
     with reverts(m.OrderOverfilled, orderHash=order_hash(sell), filled=wad("0.5"), orderSize=WAD):
-        settle(stack, other, signed(other, victim, domain), sell, signed(sell, stack.admin, domain),
-               wad("0.5") + 1, PX)
+        settle(
+            stack,
+            other,
+            signed(other, victim, domain),
+            sell,
+            signed(sell, stack.admin, domain),
+            wad("0.5") + 1,
+            PX,
+        )
     assert m.accountState(victim.address).size[0] == 3 * WAD
 
 
@@ -174,7 +203,9 @@ def test_expired_order_refused(stack: Stack, domain: Domain, victim: Any, accomp
         settle(stack, *args_)
 
 
-def test_cancelled_orders_refused(stack: Stack, domain: Domain, victim: Any, accomplice: Any, bob: Any) -> None:
+def test_cancelled_orders_refused(
+    stack: Stack, domain: Domain, victim: Any, accomplice: Any, bob: Any
+) -> None:
     m, mo = stack.margin, _orders(stack)
     buy = order(victim, WAD, PX)
     sig = signed(buy, victim, domain)
@@ -199,7 +230,9 @@ def test_cancelled_orders_refused(stack: Stack, domain: Domain, victim: Any, acc
         mo.cancelBelow(victim.address, 10**9, sender=stack.admin)
 
 
-def test_price_beyond_limit_on_either_side(stack: Stack, domain: Domain, victim: Any, accomplice: Any) -> None:
+def test_price_beyond_limit_on_either_side(
+    stack: Stack, domain: Domain, victim: Any, accomplice: Any
+) -> None:
     m = stack.margin
     buy = order(victim, WAD, PX)
     sell = order(accomplice, -WAD, PX + 5)
@@ -211,7 +244,9 @@ def test_price_beyond_limit_on_either_side(stack: Stack, domain: Domain, victim:
     sell2 = order(victim, -WAD, PX)
     buy2 = order(accomplice, WAD, PX)
     with reverts(m.PriceWorseThanLimit, orderHash=order_hash(sell2), price=PX - 1, limitPrice=PX):
-        settle(stack, buy2, signed(buy2, stack.admin, domain), sell2, signed(sell2, victim, domain), WAD, PX - 1)
+        settle(
+            stack, buy2, signed(buy2, stack.admin, domain), sell2, signed(sell2, victim, domain), WAD, PX - 1
+        )
 
 
 def test_operator_signature_accepted_stranger_refused(
@@ -235,7 +270,9 @@ def test_operator_signature_accepted_stranger_refused(
     assert m.accountState(victim.address).size[0] == WAD // 2
 
 
-def test_erc1271_contract_account(stack: Stack, domain: Domain, accomplice: Any, carol: Any, alice: Any) -> None:
+def test_erc1271_contract_account(
+    stack: Stack, domain: Domain, accomplice: Any, carol: Any, alice: Any
+) -> None:
     from ape import project
 
     m = stack.margin
@@ -261,7 +298,14 @@ def test_only_the_matcher_settles_and_only_margin_fills(
     m = stack.margin
     buy = order(victim, WAD, PX)
     sell = order(accomplice, -WAD, PX)
-    a = (buy.as_tuple(), signed(buy, victim, domain), sell.as_tuple(), signed(sell, stack.admin, domain), WAD, PX)
+    a = (
+        buy.as_tuple(),
+        signed(buy, victim, domain),
+        sell.as_tuple(),
+        signed(sell, stack.admin, domain),
+        WAD,
+        PX,
+    )
     with reverts(m.AccessControlUnauthorizedAccount, account=bob.address):
         m.settleTrade(*a, sender=bob)
     with reverts(m.NotMarginAccount, caller=bob.address):
