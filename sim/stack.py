@@ -5,7 +5,8 @@ it). Everything is sent from anvil's unlocked dev account 0 (`admin`: every role
 `eth_sendTransaction`, or from impersonated account addresses; no transaction is signed. Trades settle
 signed orders (keeper.orders): every seeded account makes the admin its operator once, and the admin's
 key signs all their orders. Bulk work goes out as raw JSON-RPC batches with automine off and explicit
-gas, then the node mines and every transaction's success is checked (from the event it emits: anvil builds a receipt in time linear in its block's size).
+gas, then the node mines and every transaction's success is checked (from the event it emits: anvil
+builds a receipt in time linear in its block's size).
 
     anvil = Anvil().start()
     stack = deploy(anvil.url)
@@ -330,9 +331,10 @@ class ChainStack:
         return self._domain
 
     def trade_data(self, buyer: str, seller: str, asset: int, size: int, price: int) -> str:
-        """`settleTrade` calldata for `size` units (WAD) at `price` (USD WAD) between two accounts that made
-        the admin their operator: both orders (limit = `price`, fresh nonces) signed with the admin's key."""
-        return _trade_calldata()(*trade_args(buyer, seller, asset, size, price, ADMIN_KEY, self.order_domain()))
+        """`settleTrade` calldata for `size` units (WAD) at `price` (USD WAD) between two accounts that
+        made the admin their operator: both orders (limit = `price`, fresh nonces) signed by the admin."""
+        args = trade_args(buyer, seller, asset, size, price, ADMIN_KEY, self.order_domain())
+        return _trade_calldata()(*args)
 
     # ----------------------------------------------------------------- transactions
     def tx(self, to: str, data: str, *, sender: str | None = None, gas: int = GAS["call"]) -> dict[str, Any]:
