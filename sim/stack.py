@@ -45,7 +45,7 @@ from keeper.engine import margin as mirror
 from keeper.engine.fixedpoint import WAD
 from keeper.engine.params import RiskParams
 from keeper.errors import MarginError
-from keeper.orders import Domain, trade_args
+from keeper.orders import Domain, settle_args_data, trade_args
 from sim import artifacts
 from sim.anvil import DEV_KEY, Anvil
 from sim.deployment import (
@@ -334,7 +334,7 @@ class ChainStack:
         """`settleTrade` calldata for `size` units (WAD) at `price` (USD WAD) between two accounts that
         made the admin their operator: both orders (limit = `price`, fresh nonces) signed by the admin."""
         args = trade_args(buyer, seller, asset, size, price, ADMIN_KEY, self.order_domain())
-        return _trade_calldata()(*args)
+        return _trade_calldata().selector + settle_args_data(*args).hex()
 
     # ----------------------------------------------------------------- transactions
     def tx(self, to: str, data: str, *, sender: str | None = None, gas: int = GAS["call"]) -> dict[str, Any]:
