@@ -231,11 +231,13 @@ def signed_pair(
     *,
     seller_key: bytes | str | None = None,
     expiry: int = NO_EXPIRY,
+    nonces: tuple[int, int] | None = None,
 ) -> tuple[Order, bytes, Order, bytes]:
     """A buy and a sell order of exactly `size` units (WAD, > 0) at limit `price` (USD WAD), fresh nonces,
     signed by `key` (the buyer's key or an operator's) and `seller_key` (default: `key`)."""
-    buy = Order(buyer, asset, size, price, fresh_nonce(), expiry)
-    sell = Order(seller, asset, -size, price, fresh_nonce(), expiry)
+    buy_nonce, sell_nonce = nonces if nonces is not None else (fresh_nonce(), fresh_nonce())
+    buy = Order(buyer, asset, size, price, buy_nonce, expiry)
+    sell = Order(seller, asset, -size, price, sell_nonce, expiry)
     return (
         buy,
         sign_order(buy, key, domain),
@@ -245,9 +247,16 @@ def signed_pair(
 
 
 def trade_args(
-    buyer: str, seller: str, asset: int, size: int, price: int, key: bytes | str, domain: Domain
+    buyer: str,
+    seller: str,
+    asset: int,
+    size: int,
+    price: int,
+    key: bytes | str,
+    domain: Domain,
+    nonces: tuple[int, int] | None = None,
 ) -> list[Any]:
     """`settleTrade` arguments for a trade of `size` at `price` between two accounts whose orders `key` may
-    sign (their own key, or an operator's)."""
-    buy, buy_sig, sell, sell_sig = signed_pair(buyer, seller, asset, size, price, key, domain)
+    sign (their own key, or an operator's); `nonces` (buy, sell) default to `fresh_nonce()`."""
+    buy, buy_sig, sell, sell_sig = signed_pair(buyer, seller, asset, size, price, key, domain, nonces=nonces)
     return [buy.as_tuple(), buy_sig, sell.as_tuple(), sell_sig, size, price]

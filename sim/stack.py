@@ -314,6 +314,7 @@ class ChainStack:
     pending_params: RiskParams | None = None
     rpc: Rpc = field(init=False, repr=False)
     _domain: Domain | None = field(default=None, init=False, repr=False)
+    _order_nonce: int | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.rpc = Rpc(self.url)
@@ -333,8 +334,18 @@ class ChainStack:
     def trade_data(self, buyer: str, seller: str, asset: int, size: int, price: int) -> str:
         """`settleTrade` calldata for `size` units (WAD) at `price` (USD WAD) between two accounts that
         made the admin their operator: both orders (limit = `price`, fresh nonces) signed by the admin."""
-        args = trade_args(buyer, seller, asset, size, price, ADMIN_KEY, self.order_domain())
+        args = trade_args(buyer, seller, asset, size, price, ADMIN_KEY, self.order_domain(), self._nonces())
         return _trade_calldata().selector + settle_args_data(*args).hex()
+
+    def _nonces(self) -> tuple[int, int]:
+        """Order nonces that are deterministic (same chain state, same orders: a seeded run reproduces its
+        gas and fees) and never repeat on this chain: counted from the admin's transaction count at first
+        use, shifted left 24 bits (every trade is an admin transaction, so a later handle on the same chain,
+        e.g. a fork, starts above every nonce an earlier one used)."""
+        if self._order_nonce is None:
+            self._order_nonce = self.nonce(self.admin) << 24
+        self._order_nonce += 2
+        return self._order_nonce - 2, self._order_nonce - 1
 
     # ----------------------------------------------------------------- transactions
     def tx(self, to: str, data: str, *, sender: str | None = None, gas: int = GAS["call"]) -> dict[str, Any]:
