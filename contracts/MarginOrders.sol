@@ -30,7 +30,7 @@ contract MarginOrders is IMarginOrders, EIP712 {
     address public immutable margin;
 
     /// @inheritdoc IMarginOrders
-    mapping(bytes32 orderHash => uint256) public filled;
+    mapping(bytes32 hash => uint256) public filled;
     /// @inheritdoc IMarginOrders
     mapping(address account => uint64) public minNonce;
 
@@ -73,12 +73,12 @@ contract MarginOrders is IMarginOrders, EIP712 {
         bytes calldata sellSig,
         uint256 size,
         uint256 price
-    ) external returns (bytes32 buyHash, bytes32 sellHash) {
+    ) external {
         if (msg.sender != margin) revert NotMarginAccount(msg.sender);
         if (buy.asset != sell.asset) revert AssetMismatch(buy.asset, sell.asset);
         if (buy.account == sell.account) revert SelfTrade(buy.account);
-        buyHash = orderHash(buy);
-        sellHash = orderHash(sell);
+        bytes32 buyHash = orderHash(buy);
+        bytes32 sellHash = orderHash(sell);
         if (buy.size <= 0) revert WrongSide(buyHash, buy.size);
         if (sell.size >= 0) revert WrongSide(sellHash, sell.size);
         if (price > buy.limitPrice) revert PriceWorseThanLimit(buyHash, price, buy.limitPrice);
@@ -105,8 +105,8 @@ contract MarginOrders is IMarginOrders, EIP712 {
     /// @dev Signed by the account (ECDSA), an operator of it (ECDSA), or the account as a contract (ERC-1271).
     function _verify(Order calldata o, bytes calldata sig, bytes32 h) private view {
         bytes32 digest = _hashTypedDataV4(h);
-        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, sig);
-        if (err == ECDSA.RecoverError.NoError) {
+        (address signer, ECDSA.RecoverError err, bytes32 errArg) = ECDSA.tryRecover(digest, sig);
+        if (err == ECDSA.RecoverError.NoError && errArg == 0) {
             if (signer == o.account || IOperatorRegistry(margin).isOperator(o.account, signer)) return;
         }
         if (o.account.code.length != 0 && SignatureChecker.isValidERC1271SignatureNow(o.account, digest, sig)) {

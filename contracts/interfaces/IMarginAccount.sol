@@ -189,14 +189,15 @@ interface IMarginOrders is IMarginErrors {
     /// @notice The EIP-712 struct hash of `order`: its id in `filled` and in the events.
     function orderHash(Order calldata order) external pure returns (bytes32);
     /// @notice Units (WAD) of order `orderHash` filled so far (type(uint256).max once cancelled).
-    function filled(bytes32 orderHash) external view returns (uint256);
+    function filled(bytes32 hash) external view returns (uint256);
     /// @notice Orders of `account` with a nonce below this are cancelled.
     function minNonce(address account) external view returns (uint64);
     /// @notice Cancels `order` (its account or an operator of it); fills already settled stay.
     function cancelOrder(Order calldata order) external;
     /// @notice Cancels every order of `account` with a nonce below `nonce` (its account or an operator).
     function cancelBelow(address account, uint64 nonce) external;
-    /// @notice Verifies both orders and records the fill (the margin account only, from `settleTrade`).
+    /// @notice Verifies both orders and records the fill, emitting `OrderFilled` for each (the margin account
+    /// only, from `settleTrade`).
     function fill(
         Order calldata buy,
         bytes calldata buySig,
@@ -204,5 +205,5 @@ interface IMarginOrders is IMarginErrors {
         bytes calldata sellSig,
         uint256 size,
         uint256 price
-    ) external returns (bytes32 buyHash, bytes32 sellHash);
+    ) external;
 }
