@@ -8,11 +8,12 @@ import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/Reentrancy
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 
 import {IMarginAccount} from "./interfaces/IMarginAccount.sol";
-import {RiskParams, Margin, AccountState, Trade, Witness} from "./interfaces/IMarginTypes.sol";
+import {RiskParams, Margin, AccountState, Order, Witness} from "./interfaces/IMarginTypes.sol";
 import {LiquidationMath} from "./libraries/LiquidationMath.sol";
 import {OracleLib} from "./libraries/OracleLib.sol";
 import {Params, ParamsLib} from "./libraries/ParamsLib.sol";
 import {WadMath} from "./libraries/WadMath.sol";
+import {MarginOrders} from "./MarginOrders.sol";
 import {RiskEngine} from "./RiskEngine.sol";
 
 /// @title Cross-margin accounts: quote cash, multi-asset collateral and perps in one ledger
@@ -52,7 +53,10 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
     IERC20 public immutable quoteToken;
     uint256 public immutable quoteScale;
 
-    /// @notice whether `operator` may settle trades for `account`
+    /// @notice signed orders: EIP-712 verifying contract, fills and cancellations (deployed here)
+    MarginOrders public immutable orders;
+
+    /// @notice whether `operator` may sign orders for `account` and cancel them
     mapping(address account => mapping(address operator => bool)) public isOperator;
     Asset[] internal _assets;
 
@@ -76,6 +80,7 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
         quoteToken = quote;
         quoteScale = 10 ** (18 - decimals);
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
+        orders = new MarginOrders();
     }
 
     // ================================================================== admin
@@ -192,25 +197,35 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
     }
 
     /// @inheritdoc IMarginAccount
-    function settleTrade(Trade calldata t) external onlyRole(MATCHER_ROLE) nonReentrant {
-        if (!isOperator[t.buyer][msg.sender]) revert NotOperator(t.buyer, msg.sender);
-        if (!isOperator[t.seller][msg.sender]) revert NotOperator(t.seller, msg.sender);
-        if (t.buyer == t.seller) revert SelfTrade(t.buyer);
-        if (t.size == 0) revert ZeroAmount();
+    function settleTrade(
+        Order calldata buy,
+        bytes calldata buySig,
+        Order calldata sell,
+        bytes calldata sellSig,
+        uint128 size,
+        uint128 price
+    ) external onlyRole(MATCHER_ROLE) nonReentrant {
+        if (size == 0) revert ZeroAmount();
+        // verifies both signed orders and records the fill (reverts with the order's error)
+        orders.fill(buy, buySig, sell, sellSig, size, price);
+        _settle(buy.account, sell.account, buy.asset, size, price);
+    }
+
+    /// @dev A verified trade: the oracle band, both ledgers, the event, then both margin checks.
+    function _settle(address buyer, address seller, uint256 asset, uint256 size, uint256 price) private {
         Params rp = _current();
-        if (t.asset >= rp.n()) revert UnknownAsset(t.asset);
-        uint256 oraclePrice = OracleLib.priceWad(rp, t.asset);
-        uint256 gap = t.price > oraclePrice ? t.price - oraclePrice : oraclePrice - t.price;
+        if (asset >= rp.n()) revert UnknownAsset(asset);
+        uint256 oraclePrice = OracleLib.priceWad(rp, asset);
+        uint256 gap = price > oraclePrice ? price - oraclePrice : oraclePrice - price;
         if (gap > oraclePrice.mulWadDown(TRADE_BAND)) {
-            revert PriceOutsideBand(t.asset, t.price, oraclePrice);
+            revert PriceOutsideBand(asset, price, oraclePrice);
         }
-        int256 notional = int256(uint256(t.size).mulWadDown(t.price));
-        (Position memory buyerBefore, int256 buyerCash) = _applyTrade(t.buyer, t.asset, int256(uint256(t.size)), notional);
-        (Position memory sellerBefore, int256 sellerCash) =
-            _applyTrade(t.seller, t.asset, -int256(uint256(t.size)), -notional);
-        emit TradeSettled(t.buyer, t.seller, t.asset, t.size, t.price, uint256(notional));
-        _checkTrade(t.buyer, rp, t.asset, oraclePrice, buyerBefore, buyerCash);
-        _checkTrade(t.seller, rp, t.asset, oraclePrice, sellerBefore, sellerCash);
+        int256 notional = int256(size.mulWadDown(price));
+        (Position memory buyerBefore, int256 buyerCash) = _applyTrade(buyer, asset, int256(size), notional);
+        (Position memory sellerBefore, int256 sellerCash) = _applyTrade(seller, asset, -int256(size), -notional);
+        emit TradeSettled(buyer, seller, asset, size, price, uint256(notional));
+        _checkTrade(buyer, rp, asset, oraclePrice, buyerBefore, buyerCash);
+        _checkTrade(seller, rp, asset, oraclePrice, sellerBefore, sellerCash);
     }
 
     /// @dev Settles funding and loss, then moves the position by (`size`, `notional`). Returns the settled

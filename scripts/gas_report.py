@@ -5,7 +5,10 @@ What is measured (on anvil, through ape):
             contracts/mocks/GasProbe.sol inside an eth_call, all storage cold
   witness   execution gas of a `liquidate` call on a healthy account, which stops right after loading the
             account and verifying the VaR component (the dearest witness; Floor and Scenario are cheaper)
-  trade     transaction gas (receipt gasUsed) of `settleTrade` between two accounts holding every asset
+  trade     transaction gas (receipt gasUsed) of `settleTrade` between two accounts holding every asset,
+            through signed orders: both EIP-712 orders signed by the admin as the accounts' operator (two
+            ECDSA recoveries, two operator look-ups, two new fill slots); `trade_own_keys` is the same trade
+            with each account signing its own order (no operator look-up)
   withdraw  transaction gas of `withdrawCash` from an account holding every asset (full IM check)
   liquidate transaction gas of `liquidate` (up to half the book, with the lens's witness: the largest
             component) of an account holding collateral and a perp in every asset, by a keeper whose account
@@ -24,7 +27,18 @@ from typing import Any
 
 from keeper.engine.fixedpoint import WAD
 from keeper.engine.params import build_params
-from sim.deployment import AssetSpec, Stack, authorise, deploy_stack, fund_cash, fund_collateral, trade
+from keeper.orders import Order, sign_order, trade_args
+from sim.deployment import (
+    AssetSpec,
+    Stack,
+    authorise,
+    deploy_stack,
+    fund_cash,
+    fund_collateral,
+    order_domain,
+    signing_key,
+    trade,
+)
 
 OUT = Path("reports/gas.json")
 # GAS_ASSETS / GAS_SCENARIOS (comma-separated) narrow the grid, e.g. GAS_ASSETS=8 GAS_SCENARIOS=16
@@ -77,7 +91,21 @@ def measure(accounts: Any, project: Any, chain: Any, n: int, s: int) -> list[dic
     out["margin"] = probe(gas_probe, m, m.marginOf.encode_input(victim.address))
     out["witness"] = probe(gas_probe, m, m.liquidate.encode_input(victim.address, WAD, (0, 0)))
     snap = chain.snapshot()
+    own = trade_args(
+        maker.address,
+        victim.address,
+        0,
+        WAD,
+        round(stack.assets[0].price * WAD),
+        signing_key(maker),
+        order_domain(stack),
+    )
+    own[3] = sign_order(Order(*own[2]), signing_key(victim), order_domain(stack))  # the seller's own key
+    trade_own_keys = m.settleTrade(*own, sender=accounts[0]).gas_used
+    chain.restore(snap)
+    snap = chain.snapshot()
     out["trade"] = trade(stack, maker, victim, 0, 1).gas_used
+    out["trade_own_keys"] = trade_own_keys
     out["withdraw"] = m.withdrawCash(1_000_000, victim.address, sender=victim).gas_used
     chain.restore(snap)  # the liquidation starts from the state before the trade and the withdrawal
     for step in range(1, 70):  # lower every price 1% at a time until the victim is liquidatable

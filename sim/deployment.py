@@ -11,6 +11,7 @@ from typing import Any
 
 from keeper.engine.fixedpoint import WAD
 from keeper.engine.params import OracleConfig, RiskParams, build_params, standard_shocks
+from keeper.orders import Domain, trade_args
 
 FEED_DECIMALS = 8
 HEARTBEAT = 3600
@@ -115,14 +116,41 @@ def fund_collateral(stack: Stack, account: Any, asset: int, units: float) -> Non
     stack.margin.depositCollateral(account.address, asset, amount, sender=account)
 
 
+def order_domain(stack: Stack) -> Domain:
+    """The EIP-712 domain of the stack's signed orders (chain id, `MarginAccount.orders()`)."""
+    from ape import chain
+
+    key = (chain.chain_id, stack.margin.address)
+    if key not in _DOMAINS:
+        _DOMAINS[key] = Domain(chain.chain_id, stack.margin.orders())
+    return _DOMAINS[key]
+
+
+_DOMAINS: dict[tuple[int, str], Domain] = {}
+
+
+def signing_key(account: Any) -> str:
+    """The private key of an ape test account (hex)."""
+    key = account.private_key
+    return key if isinstance(key, str) else "0x" + bytes(key).hex()
+
+
+def trade_wad(stack: Stack, buyer: Any, seller: Any, asset: int, size: int, price: int) -> Any:
+    """Settles `size` units (WAD) at `price` (USD WAD): both orders signed by the admin as the operator of
+    both accounts (`authorise`), the admin as matcher."""
+    b = buyer if isinstance(buyer, str) else buyer.address
+    s = seller if isinstance(seller, str) else seller.address
+    args = trade_args(b, s, asset, size, price, signing_key(stack.admin), order_domain(stack))
+    return stack.margin.settleTrade(*args, sender=stack.admin)
+
+
 def trade(stack: Stack, buyer: Any, seller: Any, asset: int, units: float, price: float | None = None) -> Any:
-    """Settles a perp trade of `units` between two accounts that authorised the admin as matcher."""
+    """Settles a perp trade of `units` between two accounts that made the admin their operator (`authorise`):
+    the admin signs both orders and settles them as matcher."""
     px = stack.assets[asset].price if price is None else price
-    size = round(units * WAD)
-    return stack.margin.settleTrade(
-        (buyer.address, seller.address, asset, size, round(px * WAD)), sender=stack.admin
-    )
+    return trade_wad(stack, buyer, seller, asset, round(units * WAD), round(px * WAD))
 
 
 def authorise(stack: Stack, account: Any) -> None:
+    """`account` makes the admin its operator: the admin may sign (and cancel) its orders."""
     stack.margin.setOperator(stack.admin.address, True, sender=account)

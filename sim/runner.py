@@ -29,11 +29,12 @@ account alone. So with L = 1 the earliest liquidation lands one step after the b
 delayed feed makes it longer than the on-chain figure).
 
 Keeper inventory. A liquidation hands the keeper a slice of the victim's book. With UNWIND (the default)
-each keeper authorises the admin (the matcher) at setup, and after a step in which it liquidated, the runner
-closes its perps against the house market maker (sim/unwind.py: at the path's true price of the step moved
-against the keeper by `keepers.unwind_impact`, in UNWIND_SLICES interleaved slices; the trades land at the
-top of the next price block). Without it a keeper's capital caps what it can take on (the core refuses a
-liquidation that leaves the liquidator under initial margin) and large books are mostly "missed".
+each keeper makes the admin (the matcher) its operator at setup, and after a step in which it liquidated,
+the runner closes its perps against the house market maker (sim/unwind.py: at the path's true price of the
+step moved against the keeper by `keepers.unwind_impact`, in UNWIND_SLICES interleaved slices, orders
+signed by the admin; the trades land at the top of the next price block). Without it a keeper's capital
+caps what it can take on (the core refuses a liquidation that leaves the liquidator under initial margin)
+and large books are mostly "missed".
 Inherited collateral is kept. A keeper's inventory PnL is its margin account's equity at the end, marked at
 the path's true final prices, less its capital and the penalties it kept.
 
@@ -352,7 +353,7 @@ class ChainRun:
             os.environ[KEY_ENV.format(k)] = key
             address = st.key_address(bytes.fromhex(key[2:]))
             st.fund_keeper(stack, address, cfg.capital_usd)
-            if UNWIND:  # the keeper lets the admin (the matcher) close its inherited perps
+            if UNWIND:  # the keeper makes the admin its operator: the admin signs its closing orders
                 stack.rpc.call("anvil_impersonateAccount", [address])
                 try:
                     data = stack.margin.encode_abi("setOperator", args=[stack.admin, True])

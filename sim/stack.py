@@ -2,9 +2,11 @@
 
 For the keeper's integration tests and benchmark and for the simulator (a seeded base chain, then forks of
 it). Everything is sent from anvil's unlocked dev account 0 (`admin`: every role, the matcher) with
-`eth_sendTransaction`, or from impersonated account addresses; nothing is signed. Bulk work goes out as
-raw JSON-RPC batches with automine off and explicit gas, then the node mines and every transaction's
-success is checked (from the event it emits: anvil builds a receipt in time linear in its block's size).
+`eth_sendTransaction`, or from impersonated account addresses; no transaction is signed. Trades settle
+signed orders (keeper.orders): every seeded account makes the admin its operator once, and the admin's
+key signs all their orders. Bulk work goes out as raw JSON-RPC batches with automine off and explicit
+gas, then the node mines and every transaction's success is checked (from the event it emits: anvil
+builds a receipt in time linear in its block's size).
 
     anvil = Anvil().start()
     stack = deploy(anvil.url)
@@ -43,8 +45,9 @@ from keeper.engine import margin as mirror
 from keeper.engine.fixedpoint import WAD
 from keeper.engine.params import RiskParams
 from keeper.errors import MarginError
+from keeper.orders import Domain, settle_args_data, trade_args
 from sim import artifacts
-from sim.anvil import Anvil
+from sim.anvil import DEV_KEY, Anvil
 from sim.deployment import (
     DEFAULT_ASSETS,
     DEFAULT_CORR,
@@ -58,11 +61,13 @@ from sim.deployment import (
 
 # anvil's dev account 0 (sim.anvil.DEV_ACCOUNT): unlocked on every anvil started with the default mnemonic
 ADMIN = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+# its key: the operator of every seeded account, signs all their orders (one key, no per-account keys)
+ADMIN_KEY = DEV_KEY
 QUOTE_DECIMALS = 6
 MAX_UINT = 2**256 - 1
 
 # explicit gas per transaction kind (no estimation round trip); measured costs are well below these
-# (setOperator ~46k, depositCash ~80k, depositCollateral ~100k, settleTrade ~180-250k with 3 assets)
+# (setOperator ~46k, depositCash ~80k, depositCollateral ~100k, settleTrade ~250-320k with 3 assets)
 GAS = {
     "setOperator": 120_000,
     "depositCash": 250_000,
@@ -228,6 +233,11 @@ def _calldata(contract: str, name: str) -> Calldata:
     return Calldata(artifacts.abi(contract), name)
 
 
+@cache
+def _trade_calldata() -> Calldata:
+    return _calldata("MarginAccount", "settleTrade")
+
+
 def _deploy_data(contract: str, *args: Any) -> str:
     art = artifacts.load(contract)
     ctor = next((f for f in art.abi if f.get("type") == "constructor"), None)
@@ -303,6 +313,8 @@ class ChainStack:
     params: RiskParams
     pending_params: RiskParams | None = None
     rpc: Rpc = field(init=False, repr=False)
+    _domain: Domain | None = field(default=None, init=False, repr=False)
+    _order_nonce: int | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.rpc = Rpc(self.url)
@@ -310,6 +322,30 @@ class ChainStack:
     @property
     def n(self) -> int:
         return len(self.assets)
+
+    # ----------------------------------------------------------------- signed orders
+    def order_domain(self) -> Domain:
+        """The EIP-712 domain of the deployment's orders (chain id, `MarginAccount.orders()`), read once."""
+        if self._domain is None:
+            chain_id = int(self.rpc.call("eth_chainId"), 16)
+            self._domain = Domain(chain_id, to_checksum_address(self.margin.functions.orders().call()))
+        return self._domain
+
+    def trade_data(self, buyer: str, seller: str, asset: int, size: int, price: int) -> str:
+        """`settleTrade` calldata for `size` units (WAD) at `price` (USD WAD) between two accounts that
+        made the admin their operator: both orders (limit = `price`, fresh nonces) signed by the admin."""
+        args = trade_args(buyer, seller, asset, size, price, ADMIN_KEY, self.order_domain(), self._nonces())
+        return _trade_calldata().selector + settle_args_data(*args).hex()
+
+    def _nonces(self) -> tuple[int, int]:
+        """Order nonces that are deterministic (same chain state, same orders: a seeded run reproduces its
+        gas and fees) and never repeat on this chain: counted from the admin's transaction count at first
+        use, shifted left 24 bits (every trade is an admin transaction, so a later handle on the same chain,
+        e.g. a fork, starts above every nonce an earlier one used)."""
+        if self._order_nonce is None:
+            self._order_nonce = self.nonce(self.admin) << 24
+        self._order_nonce += 2
+        return self._order_nonce - 2, self._order_nonce - 1
 
     # ----------------------------------------------------------------- transactions
     def tx(self, to: str, data: str, *, sender: str | None = None, gas: int = GAS["call"]) -> dict[str, Any]:
@@ -887,14 +923,15 @@ def open_accounts(
     unused index), and returns them in spec order.
 
     Per account: the admin deposits its cash and collateral (minted to the admin in bulk, one approval),
-    the account authorises the admin as its matcher (sent from the impersonated address), then every perp
-    is settled against the market maker (`market_maker()`) at the oracle price. The market maker is
-    topped up first with `mm_cash` USD (default: enough for initial margin on the gross notional of the
-    new perps, whatever their order, plus any shortfall it already has). Each `batch` of accounts goes out as
-    JSON-RPC batches with automine off and is mined in two rounds (deposits and authorisations, then
-    trades); every transaction is checked and a revert raises `TxFailed` naming the account's index in
-    `specs` and the decoded reason. Specs must pass the initial-margin check after each trade (see
-    `required_cash`). Leaves anvil's auto-impersonation off and automine as found."""
+    the account makes the admin its operator (sent from the impersonated address), then every perp is
+    settled against the market maker (`market_maker()`) at the oracle price, both orders signed by the
+    admin's one key (`ChainStack.trade_data`). The market maker is topped up first with `mm_cash` USD
+    (default: enough for initial margin on the gross notional of the new perps, whatever their order, plus
+    any shortfall it already has). Each `batch` of accounts goes out as JSON-RPC batches with automine off
+    and is mined in two rounds (deposits and authorisations, then trades); every transaction is checked
+    and a revert raises `TxFailed` naming the account's index in `specs` and the decoded reason. Specs
+    must pass the initial-margin check after each trade (see `required_cash`). Leaves anvil's
+    auto-impersonation off and automine as found."""
     n = stack.n
     if first is None:
         first = first_free_index(stack)
@@ -928,7 +965,6 @@ def open_accounts(
     enc_cash = _calldata("MarginAccount", "depositCash")
     enc_col = _calldata("MarginAccount", "depositCollateral")
     enc_op = _calldata("MarginAccount", "setOperator")
-    enc_trade = _calldata("MarginAccount", "settleTrade")
     enc_mint = _calldata("MockERC20", "mint")
     enc_approve = _calldata("MockERC20", "approve")
 
@@ -989,7 +1025,7 @@ def open_accounts(
                         continue
                     buyer, seller = (addresses[k], mm) if q > 0 else (mm, addresses[k])
                     txs.append(
-                        stack.tx(margin, enc_trade((buyer, seller, i, abs(q), prices[i])), gas=trade_gas)
+                        stack.tx(margin, stack.trade_data(buyer, seller, i, abs(q), prices[i]), gas=trade_gas)
                     )
                     labels.append(f"account {k} settleTrade asset {i} size {q / WAD:g}")
             _send_bulk(stack, txs, labels)

@@ -1,9 +1,10 @@
 """Keepers' inventory: the hedge of the perps a liquidation hands a keeper, its price, and its PnL.
 
 After a step t in which keeper k liquidated, the runner closes k's perps against the house market maker
-(`settleTrade`, the admin as matcher), in UNWIND_SLICES interleaved slices (closing one leg of a hedged book
-at once could leave the other naked, above the keeper's initial margin), in the price block of step t + 1,
-after that block's feed updates (a hedge that fails, e.g. on a stale feed, is tried again a step later).
+(`settleTrade`, the admin as matcher and as the operator signing both orders), in UNWIND_SLICES
+interleaved slices (closing one leg of a hedged book at once could leave the other naked, above the
+keeper's initial margin), in the price block of step t + 1, after that block's feed updates (a hedge
+that fails, e.g. on a stale feed, is tried again a step later).
 Inherited collateral is kept.
 
 Price. A hedge trades at the path's true price p of the moment it lands (row t + 1; the liquidations of the
@@ -129,9 +130,7 @@ class Unwinder:
                     if size == 0:
                         continue
                     buyer, seller = (mm, address) if q > 0 else (address, mm)
-                    data = stack.margin.encode_abi(
-                        "settleTrade", args=[(buyer, seller, i, size, round(price * WAD))]
-                    )
+                    data = stack.trade_data(buyer, seller, i, size, round(price * WAD))
                     tx = stack.tx(stack.margin.address, data, gas=gas)
                     tx["nonce"] = hex(nonce + len(txs))
                     txs.append(tx)

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
-import {Witness, WitnessKind, RiskParams, Margin, AccountState, Trade} from "./IMarginTypes.sol";
+import {Witness, WitnessKind, RiskParams, Margin, AccountState, Order} from "./IMarginTypes.sol";
 
 /// @title Errors of the margin protocol
 interface IMarginErrors {
@@ -18,8 +18,29 @@ interface IMarginErrors {
     /// @notice a trade or withdrawal would leave `equity < initial`
     error BelowInitialMargin(address account, int256 equity, uint256 initialMargin);
     // ---- trading ----
+    /// @notice `operator` is neither `account` nor one of its operators
     error NotOperator(address account, address operator);
     error SelfTrade(address account);
+    // ---- signed orders ----
+    /// @notice the signature is neither by `account` (ECDSA or ERC-1271) nor by one of its operators;
+    /// `signer` is the recovered ECDSA signer (zero if none)
+    error BadSignature(bytes32 orderHash, address account, address signer);
+    /// @notice the order's expiry (unix seconds) has passed
+    error OrderExpired(bytes32 orderHash, uint256 expiry);
+    /// @notice the order was cancelled (by `cancelOrder`, or its nonce is below the account's `minNonce`)
+    error OrderCancelled(bytes32 orderHash);
+    /// @notice filling `size` more would exceed |order.size|: `filled` units (WAD) are already filled
+    error OrderOverfilled(bytes32 orderHash, uint256 size, uint256 filled, uint256 orderSize);
+    /// @notice the trade price (USD WAD) is worse than the order's limit (above a buy's, below a sell's)
+    error PriceWorseThanLimit(bytes32 orderHash, uint256 price, uint256 limitPrice);
+    /// @notice the buy and the sell order are for different assets
+    error AssetMismatch(uint256 buyAsset, uint256 sellAsset);
+    /// @notice the order passed as the buy side does not buy (size <= 0), or the sell side does not sell
+    error WrongSide(bytes32 orderHash, int256 size);
+    /// @notice `cancelBelow` must raise the account's minimum nonce
+    error NonceNotIncreasing(address account, uint64 nonce, uint64 minNonce);
+    /// @notice only the margin account may fill orders
+    error NotMarginAccount(address caller);
     /// @notice the trade price is further than the allowed band from the oracle price (USD WAD)
     error PriceOutsideBand(uint256 asset, uint256 price, uint256 oraclePrice);
     /// @notice |delta| of a funding update exceeds the per-update bound (USD WAD per unit)
@@ -75,6 +96,7 @@ interface IMarginEvents {
     event CashWithdrawn(address indexed account, address indexed to, uint256 amount);
     event CollateralDeposited(address indexed account, uint256 indexed asset, address indexed from, uint256 amount);
     event CollateralWithdrawn(address indexed account, uint256 indexed asset, address indexed to, uint256 amount);
+    /// @notice `operator` may (or may no longer) sign orders and cancel them for `account`
     event OperatorSet(address indexed account, address indexed operator, bool approved);
     /// @param notional size * price (USD WAD), added to the buyer's cost basis and taken from the seller's
     event TradeSettled(
@@ -122,10 +144,23 @@ interface IMarginAccount is IMarginErrors, IMarginEvents {
     /// @notice Adds `amount` of the quote token (token units) to the insurance fund.
     function depositInsurance(uint256 amount) external;
 
-    /// @notice Authorises (or not) a matcher to settle trades for the caller.
+    /// @notice Authorises (or not) `operator` to sign orders for the caller (see `Order`) and cancel them.
+    /// An operator's signature moves the caller's book like the caller's own: approve only keys you control.
     function setOperator(address operator, bool approved) external;
-    /// @notice Settles a zero-sum trade between two accounts that authorised the caller (MATCHER_ROLE).
-    function settleTrade(Trade calldata trade) external;
+    /// @notice Settles `size` units (WAD) at `price` (USD WAD per unit) between a signed buy order and a
+    /// signed sell order (MATCHER_ROLE). Each order must be signed (EIP-712, see `Order`) by its account
+    /// (ECDSA, or ERC-1271 for a contract account) or by one of the account's operators; same asset, buy
+    /// size > 0 > sell size, distinct accounts, `sell.limitPrice <= price <= buy.limitPrice`, neither expired
+    /// nor cancelled, and `size` within what remains of each. Then the oracle band and both accounts' margin
+    /// checks apply. Emits `TradeSettled` here and `OrderFilled` per order on `orders()`.
+    function settleTrade(
+        Order calldata buy,
+        bytes calldata buySig,
+        Order calldata sell,
+        bytes calldata sellSig,
+        uint128 size,
+        uint128 price
+    ) external;
     /// @notice Moves the cumulative funding index of `asset` by `delta` (USD WAD per unit; FUNDING_ROLE).
     function accrueFunding(uint256 asset, int256 delta) external;
 
@@ -148,4 +183,39 @@ interface IMarginAccount is IMarginErrors, IMarginEvents {
     /// MarginLens.riskParams), and when the pending ones may be activated.
     function riskParamsBlobs() external view returns (address current, address pending, uint256 activatesAt);
     function numAssets() external view returns (uint256);
+}
+
+/// @title Signed orders of the margin account: EIP-712 verification, fill accounting and cancellation
+/// @notice Deployed by the MarginAccount (`MarginAccount.orders()`), the EIP-712 verifying contract of
+/// every `Order`. Fills are tracked per order hash (units WAD); a cancelled order reads as filled in full.
+interface IMarginOrders is IMarginErrors {
+    /// @param amount units (WAD) filled now; @param filled units (WAD) filled in total, <= |size|
+    event OrderFilled(bytes32 indexed orderHash, address indexed account, uint256 amount, uint256 filled);
+    /// @notice `cancelOrder`: the order no longer fills (error `OrderCancelled`)
+    event OrderRevoked(bytes32 indexed orderHash, address indexed account);
+    /// @notice every order of `account` with a nonce below `minNonce` is cancelled
+    event NoncesCancelled(address indexed account, uint64 minNonce);
+
+    /// @notice The EIP-712 digest a signer signs for `order`.
+    function orderDigest(Order calldata order) external view returns (bytes32);
+    /// @notice The EIP-712 struct hash of `order`: its id in `filled` and in the events.
+    function orderHash(Order calldata order) external pure returns (bytes32);
+    /// @notice Units (WAD) of order `orderHash` filled so far (type(uint256).max once cancelled).
+    function filled(bytes32 hash) external view returns (uint256);
+    /// @notice Orders of `account` with a nonce below this are cancelled.
+    function minNonce(address account) external view returns (uint64);
+    /// @notice Cancels `order` (its account or an operator of it); fills already settled stay.
+    function cancelOrder(Order calldata order) external;
+    /// @notice Cancels every order of `account` with a nonce below `nonce` (its account or an operator).
+    function cancelBelow(address account, uint64 nonce) external;
+    /// @notice Verifies both orders and records the fill, emitting `OrderFilled` for each (the margin account
+    /// only, from `settleTrade`).
+    function fill(
+        Order calldata buy,
+        bytes calldata buySig,
+        Order calldata sell,
+        bytes calldata sellSig,
+        uint256 size,
+        uint256 price
+    ) external;
 }

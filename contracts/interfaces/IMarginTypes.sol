@@ -86,15 +86,25 @@ struct AccountState {
     int256[] fundingSnapshot;
 }
 
-/// @notice A bilateral perp trade settled by a matcher. The buyer goes long `size` at `price`.
-/// @param size  units (WAD), > 0
-/// @param price USD per unit (WAD)
-struct Trade {
-    address buyer;
-    address seller;
+/// @notice One side of a perp trade, signed by `account` (or by one of its operators) under EIP-712
+/// (domain: name "MarginAccount", version "1", the chain id, verifyingContract = `MarginAccount.orders()`).
+/// An order is identified by its EIP-712 struct hash; it may be filled in parts by the matcher, in total at
+/// most |size|, at prices no worse than `limitPrice`, until `expiry`, unless cancelled.
+/// @param account    the account whose book the order trades
+/// @param asset      the asset id (0..n-1)
+/// @param size       signed units (WAD): > 0 buys (goes long), < 0 sells (goes short); |size| is the most
+///                   that may ever be filled
+/// @param limitPrice the worst price accepted, USD per unit (WAD): the highest for a buy, the lowest for a sell
+/// @param nonce      any value (orders with equal fields need distinct nonces); every order of `account`
+///                   with `nonce < MarginOrders.minNonce(account)` is cancelled
+/// @param expiry     unix time (seconds) after which the order no longer fills (inclusive bound)
+struct Order {
+    address account;
     uint8 asset;
-    uint128 size;
-    uint128 price;
+    int128 size;
+    uint128 limitPrice;
+    uint64 nonce;
+    uint64 expiry;
 }
 
 /// @notice What a keeper may do with an account now (from `previewLiquidation`).

@@ -49,9 +49,10 @@ EVENTS = {
 }
 
 
-# every custom error the keeper's contracts can revert with (MarginAccount, MarginLens, RiskParamsValidator,
-# the OpenZeppelin bases and the tokens), as Solidity declares them; enums are their uint8. Checked against
-# the compiled artifacts by tests/unit/test_adapter_abi.py; keeper/revert.py decodes revert data with it.
+# every custom error the keeper's contracts can revert with (MarginAccount, MarginOrders, MarginLens,
+# RiskParamsValidator, the OpenZeppelin bases and the tokens), as Solidity declares them; enums are their
+# uint8. Checked against the compiled artifacts by tests/unit/test_adapter_abi.py; keeper/revert.py decodes
+# revert data with it.
 ERRORS = (
     "ZeroAmount()",
     "AmountTooLarge(uint256 value,uint256 max)",
@@ -63,6 +64,15 @@ ERRORS = (
     "BelowInitialMargin(address account,int256 equity,uint256 initialMargin)",
     "NotOperator(address account,address operator)",
     "SelfTrade(address account)",
+    "BadSignature(bytes32 orderHash,address account,address signer)",
+    "OrderExpired(bytes32 orderHash,uint256 expiry)",
+    "OrderCancelled(bytes32 orderHash)",
+    "OrderOverfilled(bytes32 orderHash,uint256 size,uint256 filled,uint256 orderSize)",
+    "PriceWorseThanLimit(bytes32 orderHash,uint256 price,uint256 limitPrice)",
+    "AssetMismatch(uint256 buyAsset,uint256 sellAsset)",
+    "WrongSide(bytes32 orderHash,int256 size)",
+    "NonceNotIncreasing(address account,uint64 nonce,uint64 minNonce)",
+    "NotMarginAccount(address caller)",
     "PriceOutsideBand(uint256 asset,uint256 price,uint256 oraclePrice)",
     "FundingStepTooLarge(uint256 asset,int256 delta,uint256 maxDelta)",
     "SelfLiquidation(address account)",
@@ -86,6 +96,8 @@ ERRORS = (
     "AccessControlBadConfirmation()",
     "AccessControlUnauthorizedAccount(address account,bytes32 neededRole)",
     "ReentrancyGuardReentrantCall()",
+    "InvalidShortString()",
+    "StringTooLong(string str)",
     "SafeCastOverflowedIntDowncast(uint8 bits,int256 value)",
     "SafeERC20FailedOperation(address token)",
     "ERC20InsufficientAllowance(address spender,uint256 allowance,uint256 needed)",

@@ -16,6 +16,7 @@ from typing import Any
 from keeper.engine import margin as mirror
 from keeper.engine.fixedpoint import WAD, div_wad_down, div_wad_to_zero, mul_wad_down
 from keeper.engine.params import OracleConfig, RiskParams
+from sim import deployment
 
 USDC = 10**6  # quote token units per USD (6 decimals)
 QUOTE_SCALE = 10**12  # quote token units -> WAD
@@ -224,8 +225,9 @@ def assert_ledger(stack: Any, accounts: Iterable[Any], tokens: Sequence[Any] | N
 
 
 def trade_wad(stack: Any, buyer: Any, seller: Any, asset: int, size: int, price: int) -> Any:
-    """settleTrade with exact WAD size and price (the admin is the matcher)."""
-    return stack.margin.settleTrade((_addr(buyer), _addr(seller), asset, size, price), sender=stack.admin)
+    """settleTrade with exact WAD size and price: orders signed by the admin as both accounts' operator, the
+    admin is the matcher (sim.deployment.trade_wad)."""
+    return deployment.trade_wad(stack, buyer, seller, asset, size, price)
 
 
 def set_price(stack: Any, asset: int, price_usd: str | int) -> None:

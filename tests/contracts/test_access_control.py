@@ -1,6 +1,6 @@
 """Roles (OpenZeppelin AccessControl): every role-gated function refuses an account without its role
-with AccessControlUnauthorizedAccount; granting and revoking work; matchers act only for accounts that
-authorised them."""
+with AccessControlUnauthorizedAccount; granting and revoking work; a matcher settles only orders signed by
+the accounts or their operators."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Any
 from eth_utils import keccak
 from margin_helpers import USDC, WAD, deposit_cash_units, reverts, trade_wad
 
-from sim.deployment import Stack
+from keeper.orders import trade_args
+from sim.deployment import Stack, order_domain, signing_key
 
 DEFAULT_ADMIN = b"\0" * 32
 
@@ -41,7 +42,7 @@ def test_every_gated_function_refuses_an_account_without_the_role(
         (_role("FUNDING_ROLE"), lambda: m.accrueFunding(0, 1, sender=bob)),
         (
             _role("MATCHER_ROLE"),
-            lambda: m.settleTrade((alice.address, maker.address, 0, WAD, 2_000 * WAD), sender=bob),
+            lambda: m.settleTrade(*_signed(stack, alice, maker, stack.admin), sender=bob),
         ),
     ]
     for role, call in calls:
@@ -58,19 +59,14 @@ def test_granted_roles_work_and_revoked_ones_stop(
     m.grantRole(_role("FUNDING_ROLE"), carol.address, sender=admin)
     m.grantRole(_role("RISK_ADMIN_ROLE"), carol.address, sender=admin)
 
-    # a matcher acts only for accounts that authorised it
-    trade = (alice.address, maker.address, 0, WAD, 2_000 * WAD)
-    with reverts(m.NotOperator, account=alice.address, operator=bob.address):
-        m.settleTrade(trade, sender=bob)
-    m.setOperator(bob.address, True, sender=alice)
-    with reverts(m.NotOperator, account=maker.address, operator=bob.address):
-        m.settleTrade(trade, sender=bob)
-    m.setOperator(bob.address, True, sender=maker)
-    m.settleTrade(trade, sender=bob)
+    # a matcher settles orders signed by the accounts or their operators (here the admin); it signs nothing
+    m.settleTrade(*_signed(stack, alice, maker, admin), sender=bob)
     assert m.accountState(alice.address).size[0] == WAD
-    # authorising bob does not authorise anyone else; revoking the admin's authorisation stops the admin
+    with reverts(m.BadSignature, account=alice.address, signer=bob.address):
+        m.settleTrade(*_signed(stack, alice, maker, bob), sender=bob)
+    # revoking the admin's operator status stops its signatures for alice
     m.setOperator(admin.address, False, sender=alice)
-    with reverts(m.NotOperator, account=alice.address, operator=admin.address):
+    with reverts(m.BadSignature, account=alice.address, signer=admin.address):
         trade_wad(stack, alice, maker, 0, WAD, 2_000 * WAD)
 
     m.accrueFunding(0, WAD, sender=carol)
@@ -79,7 +75,7 @@ def test_granted_roles_work_and_revoked_ones_stop(
 
     m.revokeRole(_role("MATCHER_ROLE"), bob.address, sender=admin)
     with reverts(m.AccessControlUnauthorizedAccount, account=bob.address, neededRole=_role("MATCHER_ROLE")):
-        m.settleTrade(trade, sender=bob)
+        m.settleTrade(*_signed(stack, maker, alice, admin), sender=bob)
     m.renounceRole(_role("FUNDING_ROLE"), carol.address, sender=carol)
     with reverts(m.AccessControlUnauthorizedAccount, account=carol.address, neededRole=_role("FUNDING_ROLE")):
         m.accrueFunding(0, WAD, sender=carol)
@@ -93,3 +89,10 @@ def test_admin_role_can_be_handed_over(stack: Stack, bob: Any, alice: Any) -> No
         m.grantRole(_role("MATCHER_ROLE"), alice.address, sender=admin)
     m.grantRole(_role("MATCHER_ROLE"), alice.address, sender=bob)
     assert m.hasRole(_role("MATCHER_ROLE"), alice.address)
+
+
+def _signed(stack: Stack, buyer: Any, seller: Any, signer: Any) -> list[Any]:
+    """settleTrade arguments: 1 WETH at $2,000, both orders signed by `signer`."""
+    return trade_args(
+        buyer.address, seller.address, 0, WAD, 2_000 * WAD, signing_key(signer), order_domain(stack)
+    )

@@ -11,7 +11,7 @@ import pytest
 from ape.exceptions import ContractLogicError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from margin_helpers import FEED, WAD, as_mirror, expected_margin, plain
+from margin_helpers import FEED, WAD, as_mirror, expected_margin, plain, trade_wad
 
 from sim.deployment import Stack
 
@@ -91,7 +91,7 @@ def test_margin_of_equals_the_integer_mirror(
             buyer, seller = (alice, maker) if long else (maker, alice)
             # a trade alice lacks the initial margin for reverts: the portfolio is then what it is
             with suppress(ContractLogicError):
-                m.settleTrade((buyer.address, seller.address, asset, size, price), sender=s.admin)
+                trade_wad(s, buyer, seller, asset, size, price)
         for asset, move in enumerate(pf["moves"]):
             if move:
                 answer = s.feeds[asset].latestRoundData()[1] * (100_000 + move) // 100_000
@@ -116,8 +116,8 @@ def test_parity_covers_every_component(funded: Stack, alice: Any, maker: Any) ->
     m, s = funded.margin, funded
     m.depositCash(alice.address, 50_000 * 10**6, sender=alice)
     m.depositCollateral(alice.address, 1, 10**8, sender=alice)
-    m.settleTrade((alice.address, maker.address, 0, 3 * WAD + 12_345, 2_010 * WAD + 7), sender=s.admin)
-    m.settleTrade((maker.address, alice.address, 2, 77 * WAD + 1, 149 * WAD), sender=s.admin)
+    trade_wad(s, alice, maker, 0, 3 * WAD + 12_345, 2_010 * WAD + 7)
+    trade_wad(s, maker, alice, 2, 77 * WAD + 1, 149 * WAD)
     s.feeds[1].setPrice(61_234 * FEED + 5, sender=s.admin)
     m.accrueFunding(0, 3 * WAD + 1, sender=s.admin)
     expected = expected_margin(s, alice)

@@ -98,17 +98,19 @@ def test_trade_moves_size_and_cost_basis_zero_sum(
     assert_ledger(stack, everyone)
 
 
-def test_trade_requires_both_sides_to_authorise_the_matcher(
+def test_trade_requires_both_orders_signed_by_the_account_or_its_operator(
     stack: Stack, maker: Any, alice: Any, accounts: Any
 ) -> None:
+    """trade_wad signs both orders with the admin's key: refused for an account that has not made the admin
+    its operator (signed orders in detail: test_signed_orders.py)."""
     m, admin = stack.margin, stack.admin
     stranger = accounts[7]
-    with reverts(m.NotOperator, account=stranger.address, operator=admin.address):
+    with reverts(m.BadSignature, account=stranger.address, signer=admin.address):
         trade_wad(stack, stranger, maker, 0, WAD, 2_000 * WAD)
-    with reverts(m.NotOperator, account=stranger.address, operator=admin.address):
+    with reverts(m.BadSignature, account=stranger.address, signer=admin.address):
         trade_wad(stack, maker, stranger, 0, WAD, 2_000 * WAD)
     m.setOperator(admin.address, False, sender=alice)
-    with reverts(m.NotOperator, account=alice.address, operator=admin.address):
+    with reverts(m.BadSignature, account=alice.address, signer=admin.address):
         trade_wad(stack, maker, alice, 0, WAD, 2_000 * WAD)
 
 

@@ -4,6 +4,7 @@ pragma solidity ^0.8.24;
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 
 import {MarginAccount} from "../../contracts/MarginAccount.sol";
+import {MarginOrders} from "../../contracts/MarginOrders.sol";
 import {MarginLens} from "../../contracts/periphery/MarginLens.sol";
 import {MockAggregator} from "../../contracts/mocks/MockAggregator.sol";
 import {MockERC20} from "../../contracts/mocks/MockERC20.sol";
@@ -12,7 +13,7 @@ import {
     RiskParams,
     AccountState,
     Margin,
-    Trade,
+    Order,
     Witness,
     WitnessKind,
     LiquidationPreview
@@ -20,6 +21,20 @@ import {
 import {SpecMath} from "./utils/SpecMath.sol";
 import {Test, FuzzSelector, console} from "./utils/Test.sol";
 import {Fixture} from "./utils/Fixture.sol";
+
+/// @dev Private keys of the campaign's signers: actor k, the maker, and the operator every actor and the maker
+/// appoint (`setOperator`). Honest trades are signed by the account's own key or the operator's.
+function actorKey(uint256 k) pure returns (uint256) {
+    return uint256(keccak256(abi.encode("actor", k)));
+}
+
+function makerKey() pure returns (uint256) {
+    return uint256(keccak256("maker"));
+}
+
+function operatorKey() pure returns (uint256) {
+    return uint256(keccak256("campaign operator"));
+}
 
 /// @notice Drives the protocol with random but well-formed actions. Every action catches its own reverts
 /// (an expected refusal is not a failure), so each call counts; properties that must hold right after an
@@ -61,8 +76,10 @@ contract Handler is Test {
     bool public ghostParamsBypass; // an update moving one field beyond one step was accepted
     bool public ghostWithdrawBelowIM; // (e) a withdrawal left E < IM
     bool public ghostTradeBelowIM; // (e) a trade left E < IM without lowering MM at equal-or-better E
-    bool public ghostThirdPartyDeposit; // (h) somebody added collateral to an account that did not authorise it
-    bool public ghostUnliquidatable; // (i) an account liquidatable through a feed outage could not be liquidated
+    bool public ghostUnsignedSettled; // (h) a trade settled that a side did not sign (hostile matcher)
+    bool public ghostFillMismatch; // (h) an order filled beyond its signed size, or on-chain fills != ghost fills
+    bool public ghostThirdPartyDeposit; // (i) somebody added collateral to an account that did not authorise it
+    bool public ghostUnliquidatable; // (j) an account liquidatable through a feed outage could not be liquidated
     string public ghostDetail; // what the first violation was
 
     // ---------------------------------------------------------------- ghosts: statistics
@@ -85,6 +102,21 @@ contract Handler is Test {
     uint256 public nLiquidatableSeen;
     uint256 public nDeepPartial; // partial liquidations at h_w <= penalty (must stay 0)
     uint256 public nValidRefused; // liquidations with a proving witness that were refused anyway
+    uint256 public nHostileRefused; // hostile-matcher attempts refused (all of them, by (h))
+
+    // ---------------------------------------------------------------- signed orders (h)
+    /// @notice private key of each signer (actors, maker) and of their common operator
+    mapping(address account => uint256) internal keyOf;
+    address public immutable operator;
+    uint64 internal orderNonce;
+    /// @notice |size| of every order signed by its account or its operator (0: never signed)
+    mapping(bytes32 orderHash => uint256) public ghostSigned;
+    /// @notice units of each order filled by the honest trades (the only fills the campaign authorises)
+    mapping(bytes32 orderHash => uint256) public ghostFilled;
+    bytes32[] internal filledHashes;
+    /// @notice signed orders that have been filled (some only in part): the hostile matcher replays them
+    Order[] internal signedOrders;
+    bytes[] internal signedSigs;
     uint256 public nOutages;
     uint256 public nOutageLiquidations;
     uint256 public nOutageLiquidatorShort; // refused by the liquidator's own IM (another liquidator could)
@@ -112,6 +144,11 @@ contract Handler is Test {
         accounts.push(maker_);
         accounts.push(liquidator_);
         currentTime = block.timestamp;
+        for (uint256 k; k < actors_.length; ++k) {
+            keyOf[actors_[k]] = actorKey(k);
+        }
+        keyOf[maker_] = makerKey();
+        operator = vm.addr(operatorKey());
     }
 
     // ================================================================ views for the invariant
@@ -227,16 +264,188 @@ contract Handler is Test {
         // leaves the account close to IM (where small moves make it liquidatable)
         uint256 tries = sizeSeed % 3 == 0 ? 5 : 1;
         for (uint256 t; t < tries; ++t) {
-            try margin.settleTrade(Trade(buyer, seller, uint8(i), uint128(size), uint128(price))) {
+            if (_settleSigned(buyer, seller, i, size, price, sizeSeed >> 2)) {
                 ++nTrades;
                 _checkTrade(buyer, b0);
                 _checkTrade(seller, s0);
                 return;
-            } catch {
+            } else {
                 ++nTradeRefused;
                 size = size * 2 / 3;
                 if (size == 0) return;
             }
+        }
+    }
+
+    /// @dev (h) An honest fill: both orders signed (by the account's own key or by the operator's, by `seed`),
+    /// one in two for twice the size filled (left open for later replays). Records the fills and checks them
+    /// against `MarginOrders.filled`. Returns whether it settled.
+    function _settleSigned(address buyer, address seller, uint256 i, uint256 size, uint256 price, uint256 seed)
+        internal
+        returns (bool)
+    {
+        uint256 mult = 1 + (seed >> 2) % 2;
+        Order memory bo = _newOrder(buyer, i, int256(size * mult), price, type(uint64).max);
+        Order memory so = _newOrder(seller, i, -int256(size * mult), price, type(uint64).max);
+        bytes memory bs = _signAs(bo, seed % 2 == 0 ? keyOf[buyer] : operatorKey());
+        bytes memory ss = _signAs(so, (seed >> 1) % 2 == 0 ? keyOf[seller] : operatorKey());
+        try margin.settleTrade(bo, bs, so, ss, uint128(size), uint128(price)) {
+            _recordFill(bo, bs, size);
+            _recordFill(so, ss, size);
+            return true;
+        } catch {
+            return false;
+        }
+    }
+
+    /// @notice (h) A hostile matcher (this handler holds MATCHER_ROLE) tries to move a victim's book with a
+    /// trade the victim did not sign, against an accomplice whose own order is genuinely signed: an order
+    /// signed by the accomplice or a random key, no signature, a signed order with a field changed, a signed
+    /// order replayed beyond its size or filled beyond its limit, expired or cancelled orders, a sell passed
+    /// as a buy. Small sizes at the oracle price: only the victim's missing signature stops it. None may
+    /// settle; each refusal is counted.
+    function hostileTrade(uint256 victimSeed, uint256 kindSeed, uint256 sizeSeed) external {
+        _begin();
+        Attack memory t;
+        t.victim = _actor(victimSeed);
+        t.accomplice = (victimSeed >> 8) % 2 == 0 ? maker : actors[(victimSeed % actors.length + 1) % actors.length];
+        t.asset = (kindSeed >> 8) % N;
+        t.price = lens.prices()[t.asset];
+        t.size = bound(sizeSeed, 1, 1_000) * WAD * WAD / t.price; // $1 .. $1,000 of notional
+        t.victimBuys = (kindSeed >> 4) % 2 == 0;
+        t.kind = kindSeed % 9;
+        t.v = _newOrder(t.victim, t.asset, t.victimBuys ? int256(t.size) : -int256(t.size), t.price, type(uint64).max);
+        if (!_craft(t, kindSeed, sizeSeed)) return;
+        _attempt(t);
+    }
+
+    /// @dev one hostile attempt: the victim's order `v` (signature `vs`) against the accomplice's signed order
+    struct Attack {
+        address victim;
+        address accomplice;
+        uint256 asset;
+        uint256 price;
+        uint256 size;
+        bool victimBuys; // the victim's order goes on the buy side
+        uint256 kind;
+        Order v;
+        bytes vs;
+    }
+
+    /// @dev the victim's side of attack `t.kind`; false when there is nothing to replay yet
+    function _craft(Attack memory t, uint256 kindSeed, uint256 sizeSeed) internal returns (bool) {
+        uint256 kind = t.kind;
+        if (kind == 0) {
+            t.vs = _signAs(t.v, keyOf[t.accomplice]); // the accomplice signs for the victim
+        } else if (kind == 1) {
+            t.vs = _signAs(t.v, bound(uint256(keccak256(abi.encode(kindSeed, sizeSeed))), 1, 2 ** 128)); // any key
+        } else if (kind == 2) {
+            t.vs = sizeSeed % 2 == 0 ? bytes("") : abi.encodePacked(keccak256(abi.encode(sizeSeed)), bytes32(0), uint8(27));
+        } else if (kind == 3) {
+            t.vs = _signAs(t.v, keyOf[t.victim]); // the victim signed this order: the matcher settles another one
+            uint256 field = sizeSeed % 4;
+            if (field == 0) t.v.size *= 2;
+            else if (field == 1) t.v.limitPrice = t.victimBuys ? t.v.limitPrice * 11 / 10 : t.v.limitPrice * 9 / 10;
+            else if (field == 2) t.v.expiry -= 1;
+            else t.v.nonce += 1;
+        } else if (kind == 4 || kind == 5) {
+            if (signedOrders.length == 0) return false;
+            uint256 k = sizeSeed % signedOrders.length;
+            (t.v, t.vs) = (signedOrders[k], signedSigs[k]);
+            t.victim = t.v.account;
+            if (t.accomplice == t.victim) t.accomplice = t.victim == maker ? actors[0] : maker;
+            t.victimBuys = t.v.size > 0;
+            t.asset = t.v.asset;
+            uint256 cap = t.victimBuys ? uint256(int256(t.v.size)) : uint256(-int256(t.v.size));
+            uint256 left = cap - ghostFilled[_hash(t.v)];
+            if (kind == 4 || left == 0) {
+                t.size = left + 1 + sizeSeed % 1e18; // replayed beyond what is left
+                t.price = t.v.limitPrice;
+            } else {
+                t.size = left; // what is left, at a price beyond the limit
+                t.price = t.victimBuys ? uint256(t.v.limitPrice) + 1 : uint256(t.v.limitPrice) - 1;
+            }
+        } else if (kind == 6) {
+            t.v.expiry = uint64(block.timestamp - 1 - sizeSeed % 1 days);
+            t.vs = _signAs(t.v, keyOf[t.victim]);
+        } else if (kind == 7) {
+            t.vs = _signAs(t.v, keyOf[t.victim]);
+            MarginOrders orders = margin.orders();
+            vm.prank(t.victim);
+            orders.cancelOrder(t.v);
+        } else {
+            t.vs = _signAs(t.v, keyOf[t.victim]);
+            t.victimBuys = !t.victimBuys; // passed on the wrong side
+        }
+        return true;
+    }
+
+    function _attempt(Attack memory t) internal {
+        // the accomplice's genuinely signed order, on the other side of the victim's
+        Order memory a =
+            _newOrder(t.accomplice, t.asset, t.victimBuys ? -int256(t.size) : int256(t.size), t.price, type(uint64).max);
+        bytes memory sig = _signAs(a, keyOf[t.accomplice]);
+        int256 sizeBefore = margin.accountState(t.victim).size[t.asset];
+        bool settled;
+        if (t.victimBuys) {
+            try margin.settleTrade(t.v, t.vs, a, sig, uint128(t.size), uint128(t.price)) {
+                settled = true;
+            } catch {}
+        } else {
+            try margin.settleTrade(a, sig, t.v, t.vs, uint128(t.size), uint128(t.price)) {
+                settled = true;
+            } catch {}
+        }
+        int256 sizeAfter = margin.accountState(t.victim).size[t.asset];
+        if (!settled) ++nHostileRefused;
+        if ((settled || sizeAfter != sizeBefore) && !ghostUnsignedSettled) {
+            ghostUnsignedSettled = true;
+            _detail(string.concat("hostile trade settled, kind ", _u(t.kind)), t.victim, sizeBefore, sizeAfter, t.size);
+        }
+    }
+
+    /// @notice Whether every honestly filled order is within its signed size and `MarginOrders.filled`
+    /// equals the campaign's own count (so no fill happened that the handler did not authorise).
+    function ordersConsistent() external view returns (bool) {
+        MarginOrders orders = margin.orders();
+        for (uint256 k; k < filledHashes.length; ++k) {
+            bytes32 h = filledHashes[k];
+            if (ghostFilled[h] > ghostSigned[h] || orders.filled(h) != ghostFilled[h]) return false;
+        }
+        return !ghostFillMismatch;
+    }
+
+    function _newOrder(address account, uint256 i, int256 size, uint256 limit, uint64 expiry)
+        internal
+        returns (Order memory)
+    {
+        return Order(account, uint8(i), int128(size), uint128(limit), ++orderNonce, expiry);
+    }
+
+    /// @dev signs `o` with `key`; records the order as signed when `key` is its account's or the operator's
+    function _signAs(Order memory o, uint256 key) internal returns (bytes memory) {
+        if (key == keyOf[o.account] && key != 0 || key == operatorKey()) {
+            ghostSigned[_hash(o)] = o.size > 0 ? uint256(int256(o.size)) : uint256(-int256(o.size));
+        }
+        (uint8 v, bytes32 r, bytes32 s) = vm.sign(key, margin.orders().orderDigest(o));
+        return abi.encodePacked(r, s, v);
+    }
+
+    function _hash(Order memory o) internal view returns (bytes32) {
+        return margin.orders().orderHash(o);
+    }
+
+    function _recordFill(Order memory o, bytes memory sig, uint256 size) internal {
+        bytes32 h = _hash(o);
+        if (ghostFilled[h] == 0) {
+            filledHashes.push(h);
+            signedOrders.push(o);
+            signedSigs.push(sig);
+        }
+        ghostFilled[h] += size;
+        if ((ghostFilled[h] > ghostSigned[h] || margin.orders().filled(h) != ghostFilled[h]) && !ghostFillMismatch) {
+            ghostFillMismatch = true;
+            _detail("order fill beyond its signed size", o.account, int256(ghostFilled[h]), int256(ghostSigned[h]), 0);
         }
     }
 
@@ -900,7 +1109,8 @@ contract Handler is Test {
 /// Properties: (a) token conservation (quote identity, each collateral), (b) zero-sum open interest,
 /// (c) healthy accounts are never liquidated, (d) a partial liquidation never lowers E/MM, (e) withdrawals and
 /// trades leave E >= IM (or, for trades, a strictly lower MM at no lower E), (f) insurance fund >= 0,
-/// (g) third parties only lose through socialised loss, never over 100% of a cash balance; plus: witnesses
+/// (g) third parties only lose through socialised loss, never over 100% of a cash balance, (h) no trade settles
+/// that a side did not sign (a hostile matcher handler), fills stay within signed sizes; plus: witnesses
 /// are verified, fractions clamped, full closes leave nothing, one-step parameter updates are accepted.
 contract InvariantTest is Fixture {
     Handler internal handler;
@@ -911,7 +1121,7 @@ contract InvariantTest is Fixture {
     function setUp() public {
         _deploy();
         for (uint256 k; k < 6; ++k) {
-            actors.push(address(uint160(uint256(keccak256(abi.encode("actor", k))))));
+            actors.push(vm.addr(actorKey(k)));
         }
         liquidator = address(uint160(uint256(keccak256("liquidator"))));
         MockERC20[N] memory toks = tokens;
@@ -920,7 +1130,7 @@ contract InvariantTest is Fixture {
         for (uint256 i; i < N; ++i) {
             start[i] = startUsd[i] * WAD;
         }
-        maker = address(uint160(uint256(keccak256("maker"))));
+        maker = vm.addr(makerKey());
         handler = new Handler(margin, lens, usd, toks, fds, start, actors, maker, liquidator);
         margin.grantRole(margin.MATCHER_ROLE(), address(handler));
         margin.grantRole(margin.FUNDING_ROLE(), address(handler));
@@ -931,7 +1141,7 @@ contract InvariantTest is Fixture {
             vm.label(a, string.concat("actor", _u(k)));
             _fundCash(a, 20_000 + 10_000 * k);
             vm.startPrank(a);
-            margin.setOperator(address(handler), true);
+            margin.setOperator(handler.operator(), true);
             usd.approve(address(margin), type(uint256).max);
             for (uint256 i; i < N; ++i) {
                 tokens[i].approve(address(margin), type(uint256).max);
@@ -942,8 +1152,9 @@ contract InvariantTest is Fixture {
         _fundDeep(liquidator); // deep pockets: always meets IM after taking a slice
         vm.label(maker, "maker");
         _fundDeep(maker);
+        address op = handler.operator();
         vm.prank(maker);
-        margin.setOperator(address(handler), true);
+        margin.setOperator(op, true);
         if (_insuranceUsd() > 0) {
             usd.mint(address(this), _insuranceUsd() * 1e6);
             usd.approve(address(margin), type(uint256).max);
@@ -951,7 +1162,7 @@ contract InvariantTest is Fixture {
         }
 
         targetContract(address(handler));
-        bytes4[] memory sel = new bytes4[](15);
+        bytes4[] memory sel = new bytes4[](16);
         sel[0] = Handler.depositCash.selector;
         sel[1] = Handler.withdrawCash.selector;
         sel[2] = Handler.depositCollateral.selector;
@@ -967,6 +1178,7 @@ contract InvariantTest is Fixture {
         sel[12] = Handler.depositForOther.selector;
         sel[13] = Handler.feedOutage.selector;
         sel[14] = Handler.changeRiskParamsBounded.selector;
+        sel[15] = Handler.hostileTrade.selector;
         targetSelector(FuzzSelector(address(handler), sel));
     }
 
@@ -1013,8 +1225,11 @@ contract InvariantTest is Fixture {
         assertFalse(handler.ghostParamsRefused(), string.concat("params ", d));
         assertFalse(handler.ghostParamsBypass(), string.concat("params bypass ", d));
         assertFalse(handler.ghostBystanderHarmed(), string.concat("(g) ", d));
-        assertFalse(handler.ghostThirdPartyDeposit(), string.concat("(h) ", d));
-        assertFalse(handler.ghostUnliquidatable(), string.concat("(i) ", d));
+        // (h) no trade settles that a side did not sign; fills never exceed the signed size
+        assertFalse(handler.ghostUnsignedSettled(), string.concat("(h) ", d));
+        assertTrue(handler.ordersConsistent(), string.concat("(h) fills ", d));
+        assertFalse(handler.ghostThirdPartyDeposit(), string.concat("(i) ", d));
+        assertFalse(handler.ghostUnliquidatable(), string.concat("(j) ", d));
     }
 
     /// @dev (a) quote balance * quoteScale == sum(cash) - sum(costBasis) + insuranceFund + fundingPool
@@ -1063,6 +1278,7 @@ contract InvariantTest is Fixture {
         console.log("handler calls", handler.calls());
         console.log("trades", handler.nTrades());
         console.log("trades refused", handler.nTradeRefused());
+        console.log("hostile-matcher trades refused", handler.nHostileRefused());
         console.log("withdrawals", handler.nWithdrawals());
         console.log("liquidations", handler.nLiquidations());
         console.log("full closes", handler.nFullCloses());
@@ -1125,9 +1341,9 @@ contract LiquidationScenariosTest is Fixture {
         _fundCash(sybil, 50_000);
         _fundCash(keeper, 50_000);
         vm.prank(victim);
-        margin.setOperator(address(this), true);
+        margin.setOperator(operator, true);
         vm.prank(maker);
-        margin.setOperator(address(this), true);
+        margin.setOperator(operator, true);
         // 10 ETH long at 3,000: MM = 9,000 (all-down scenario, -30%), IM = 11,250 <= E = 12,000
         _trade(victim, maker, 0, 10e18, 3_000e18);
         // ETH to 2,550: E = 7,500 < MM = 7,650, h ~ 0.98
@@ -1229,9 +1445,9 @@ contract LedgerIdentityTest is Fixture {
         _fundCollateral(counterparty, 1, 20e8); // 20 WBTC, no cash
         _fundCollateral(liquidator, 1, 20e8); // 20 WBTC, no cash
         vm.prank(victim);
-        margin.setOperator(address(this), true);
+        margin.setOperator(operator, true);
         vm.prank(counterparty);
-        margin.setOperator(address(this), true);
+        margin.setOperator(operator, true);
         _trade(victim, counterparty, 0, 10e18, 3_000e18);
     }
 

@@ -19,13 +19,13 @@ contract RegressionsTest is Fixture {
         _fundCollateral(counterparty, 1, 40e8); // 40 WBTC, no cash
         _fundCollateral(liquidator, 1, 20e8); // 20 WBTC, no cash
         vm.prank(counterparty);
-        margin.setOperator(address(this), true);
+        margin.setOperator(operator, true);
     }
 
     function _long10Eth(address a) internal {
         _fundCash(a, 12_000);
         vm.prank(a);
-        margin.setOperator(address(this), true);
+        margin.setOperator(operator, true);
         // MM = 9,000 (all-down scenario), IM = 11,250 <= E = 12,000
         _trade(a, counterparty, 0, 10e18, 3_000e18);
     }

@@ -127,7 +127,17 @@ def test_calldata_equals_web3_encoding() -> None:
     a = Web3.to_checksum_address("0x" + "ab" * 20)
     b = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
     cases = [
-        ("settleTrade", [(a, b, 2, 10**18, 2_000 * WAD)]),
+        (
+            "settleTrade",
+            [
+                (a, 2, 10**18, 2_001 * WAD, 7, 2**64 - 1),
+                b"\x01" * 65,
+                (b, 2, -(10**18), 1_999 * WAD, 8, 5),
+                b"",
+                10**18,
+                2_000 * WAD,
+            ],
+        ),
         ("setOperator", [b, True]),
         ("depositCash", [a, 123]),
         ("depositCollateral", [a, 1, 5]),

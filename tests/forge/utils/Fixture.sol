@@ -6,7 +6,7 @@ import {MarginLens} from "../../../contracts/periphery/MarginLens.sol";
 import {MockAggregator} from "../../../contracts/mocks/MockAggregator.sol";
 import {MockERC20} from "../../../contracts/mocks/MockERC20.sol";
 import {IMarginAccount} from "../../../contracts/interfaces/IMarginAccount.sol";
-import {RiskParams, OracleConfig, AccountState, Margin, Trade} from "../../../contracts/interfaces/IMarginTypes.sol";
+import {RiskParams, OracleConfig, AccountState, Margin, Order} from "../../../contracts/interfaces/IMarginTypes.sol";
 import {Test} from "./Test.sol";
 
 /// @notice A deployed protocol: USD quote (6 decimals), three risk assets with 18, 8 and 6 decimals
@@ -28,8 +28,14 @@ abstract contract Fixture is Test {
     MarginAccount internal margin;
     MarginLens internal lens;
 
+    /// @notice the key `_trade` signs every order with: accounts make its address (`operator`) their operator
+    uint256 internal constant OPERATOR_KEY = uint256(keccak256("fixture operator key"));
+    address internal operator;
+    uint64 internal orderNonce;
+
     function _deploy() internal {
         vm.warp(1_700_000_000);
+        operator = vm.addr(OPERATOR_KEY);
         usd = new MockERC20("USD Coin", "USDC", 6);
         tokens[0] = new MockERC20("Wrapped Ether", "WETH", 18);
         tokens[1] = new MockERC20("Wrapped Bitcoin", "WBTC", 8);
@@ -121,8 +127,25 @@ abstract contract Fixture is Test {
         vm.stopPrank();
     }
 
+    /// @notice Settles `size` at `price` (this contract must hold MATCHER_ROLE): both orders (limit = `price`)
+    /// signed with OPERATOR_KEY, so both accounts must have made `operator` their operator.
     function _trade(address buyer, address seller, uint256 asset, uint256 size, uint256 price) internal {
-        margin.settleTrade(Trade(buyer, seller, uint8(asset), uint128(size), uint128(price)));
+        Order memory buy = _order(buyer, asset, int256(size), price);
+        Order memory sell = _order(seller, asset, -int256(size), price);
+        margin.settleTrade(
+            buy, _sign(buy, OPERATOR_KEY), sell, _sign(sell, OPERATOR_KEY), uint128(size), uint128(price)
+        );
+    }
+
+    /// @notice A fresh order (new nonce, no expiry).
+    function _order(address account, uint256 asset, int256 size, uint256 limitPrice) internal returns (Order memory) {
+        return Order(account, uint8(asset), int128(size), uint128(limitPrice), ++orderNonce, type(uint64).max);
+    }
+
+    /// @notice 65-byte r || s || v signature of `o`'s EIP-712 digest by `key`.
+    function _sign(Order memory o, uint256 key) internal view returns (bytes memory) {
+        (uint8 v, bytes32 r, bytes32 s) = vm.sign(key, margin.orders().orderDigest(o));
+        return abi.encodePacked(r, s, v);
     }
 
     function _price(uint256 asset) internal view returns (uint256) {

@@ -13,6 +13,8 @@ interface Vm {
     function expectRevert() external;
     function assume(bool condition) external pure;
     function label(address account, string calldata newLabel) external;
+    function addr(uint256 privateKey) external pure returns (address);
+    function sign(uint256 privateKey, bytes32 digest) external pure returns (uint8 v, bytes32 r, bytes32 s);
 }
 
 address constant VM_ADDRESS = address(uint160(uint256(keccak256("hevm cheat code"))));
