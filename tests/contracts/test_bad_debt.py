@@ -64,10 +64,12 @@ def test_insurance_fund_covers_the_deficit(
     set_price(stack, 0, 900)
     assert assert_margin_matches(stack, alice).equity == -1_000 * WAD
     pred, _ = liquidate_checked(stack, alice, keeper, WAD // 2, CRASH)
-    # E <= 0: closed in full whatever was asked; deficit = 1,000 + penalty (5% of 2,700)
-    assert pred["taken"] == WAD and pred["penalty"] == 135 * WAD
-    assert pred["bad_debt"] == {"covered": 1_135 * WAD, "socialized": 0, "unbacked": 0, "lossIndex": WAD}
-    assert m.insuranceFund() == 5_000 * WAD - 1_135 * WAD + 27 * WAD
+    # E <= 0: closed in full whatever was asked; the victim pays none of the penalty (5% of 2,700), so the
+    # deficit is its own 1,000; the fund covers it, then pays the keeper min(135, insuranceReward = 100)
+    assert pred["taken"] == WAD and pred["penalty"] == 0 and pred["shortfall"] == 135 * WAD
+    assert pred["bad_debt"] == {"covered": 1_000 * WAD, "socialized": 0, "unbacked": 0, "lossIndex": WAD}
+    assert pred["reward"] == 100 * WAD
+    assert m.insuranceFund() == 5_000 * WAD - 1_000 * WAD - 100 * WAD
     assert m.lossPending() == 0 and m.unbackedDebt() == 0
     assert_ledger(stack, everyone)
 
@@ -83,35 +85,37 @@ def test_rest_is_socialised_over_positive_cash_and_charged_on_the_next_touch(
     set_price(stack, 0, 900)
 
     pred, _ = liquidate_checked(stack, alice, keeper, WAD, CRASH)
-    # the fund (300 + this liquidation's insurance share of 27) pays 327; 808 is spread over the 25,000 of
-    # positive cash (bob and carol): every unit of positive cash is now worth 1 - 808 / 25,000 of what it was
-    index = WAD * (25_000 - 808) // 25_000
-    assert index == WAD - 3_232 * WAD // 100_000
+    # the fund (300) pays 300 of the 1,000 deficit (no penalty: E < 0); 700 is spread over the 25,000 of
+    # positive cash (bob and carol): every unit of positive cash is now worth 1 - 700 / 25,000 of what it was;
+    # the keeper's reward would come from the fund only, which is empty now
+    index = WAD * (25_000 - 700) // 25_000
+    assert index == WAD - 28 * WAD // 1_000
+    assert pred["reward"] == 0
     assert pred["bad_debt"] == {
-        "covered": 327 * WAD,
-        "socialized": 808 * WAD,
+        "covered": 300 * WAD,
+        "socialized": 700 * WAD,
         "unbacked": 0,
         "lossIndex": index,
     }
-    assert m.lossPending() == 808 * WAD
+    assert m.lossPending() == 700 * WAD
     assert_ledger(stack, everyone)
 
     # not charged yet, but already out of equity
     assert m.accountState(bob.address).cash == 20_000 * WAD
-    assert assert_margin_matches(stack, bob).equity == 20_000 * WAD - 6_464 * WAD // 10
+    assert assert_margin_matches(stack, bob).equity == 20_000 * WAD - 560 * WAD
 
     # bob's next touch (a deposit) charges him 3.232% of his cash
     rc = deposit_cash_units(stack, bob, 1)
-    assert args(only(rc, m.LossCharged)) == {"account": bob.address, "amount": 6_464 * WAD // 10}
+    assert args(only(rc, m.LossCharged)) == {"account": bob.address, "amount": 560 * WAD}
     assert args(only(rc, m.CashUpdated)) == {
         "account": bob.address,
-        "cash": 20_000 * WAD - 6_464 * WAD // 10 + QUOTE_SCALE,
+        "cash": 20_000 * WAD - 560 * WAD + QUOTE_SCALE,
         "lossSnapshot": index,
     }
     # carol's (a withdrawal) charges her
     rc = m.withdrawCash(1_000 * USDC, carol.address, sender=carol)
-    assert args(only(rc, m.LossCharged)) == {"account": carol.address, "amount": 1_616 * WAD // 10}
-    assert m.accountState(carol.address).cash == 5_000 * WAD - 1_616 * WAD // 10 - 1_000 * WAD
+    assert args(only(rc, m.LossCharged)) == {"account": carol.address, "amount": 140 * WAD}
+    assert m.accountState(carol.address).cash == 5_000 * WAD - 140 * WAD - 1_000 * WAD
     assert m.lossPending() == 0
     # a second touch charges nothing more
     rc = deposit_cash_units(stack, bob, 1)
@@ -127,9 +131,9 @@ def test_unbacked_when_nobody_holds_cash(
     set_price(stack, 0, 900)
     assert m.insuranceFund() == 0
     pred, _ = liquidate_checked(stack, alice, keeper, WAD, CRASH)
-    # the fund holds only this liquidation's insurance share (27), which it pays first
-    assert pred["bad_debt"] == {"covered": 27 * WAD, "socialized": 0, "unbacked": 1_108 * WAD, "lossIndex": WAD}
-    assert m.unbackedDebt() == 1_108 * WAD and m.insuranceFund() == 0
+    # the victim pays no penalty (E < 0) and the fund is empty: the whole 1,000 is unbacked
+    assert pred["bad_debt"] == {"covered": 0, "socialized": 0, "unbacked": 1_000 * WAD, "lossIndex": WAD}
+    assert m.unbackedDebt() == 1_000 * WAD and m.insuranceFund() == 0
     assert m.lossIndex() == WAD and m.lossPending() == 0
     # the claims on the quote balance exceed it by exactly the unbacked debt
     assert_ledger(stack, everyone)
@@ -173,7 +177,7 @@ def _two_insolvencies(stack: Stack, maker: Any, alice: Any, bob: Any, carol: Any
     _underwater(stack, carol, maker)
     set_price(stack, 0, 900)
     first, _ = liquidate_checked(stack, alice, keeper, WAD, CRASH)
-    assert first["bad_debt"]["socialized"] == 1_108 * WAD  # 1,135 less the insurance share of 27
+    assert first["bad_debt"]["socialized"] == 1_000 * WAD  # its own deficit: the victim pays no penalty
     m.withdrawCash(m.accountState(keeper.address).cash // QUOTE_SCALE, keeper.address, sender=keeper)
     second, _ = liquidate_checked(stack, carol, keeper, WAD, CRASH)
     assert second["bad_debt"]["unbacked"] > 0  # it exceeded all positive cash
