@@ -118,3 +118,20 @@ def test_unsettled_funding_counts_against_withdrawals(stack: Stack, maker: Any, 
         m.withdrawCash(free + 1, alice.address, sender=alice)
     m.withdrawCash(free, alice.address, sender=alice)
     assert m.accountState(alice.address).cash == 10_000 * WAD - free * QUOTE_SCALE  # still unsettled
+
+
+def test_funding_cannot_be_repeated_without_time_passing(stack: Stack) -> None:
+    """Issue 10 class 6: FUNDING_ROLE moved the index 90 times in one go (1% each). The bound is per elapsed
+    time: after the 8-hour allowance is spent, the next update may move only what the seconds since allow,
+    and a long pause is not spent in one shot (capped at 8 hours)."""
+    m, admin = stack.margin, stack.admin
+    hourly = 20 * WAD  # 1% of $2,000
+    m.accrueFunding(0, 8 * hourly, sender=admin)
+    for _ in range(3):
+        with reverts(m.FundingStepTooLarge, asset=0, delta=hourly):
+            m.accrueFunding(0, hourly, sender=admin)
+    warp_funding(stack, 3 * 86_400)  # three days: still 8 hours' worth at most
+    with reverts(m.FundingStepTooLarge, asset=0, delta=8 * hourly + 1, maxDelta=8 * hourly):
+        m.accrueFunding(0, 8 * hourly + 1, sender=admin)
+    m.accrueFunding(0, -8 * hourly, sender=admin)
+    assert m.fundingIndex(0) == 0
