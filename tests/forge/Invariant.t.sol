@@ -18,7 +18,7 @@ import {
     LiquidationPreview
 } from "../../contracts/interfaces/IMarginTypes.sol";
 import {SpecMath} from "./utils/SpecMath.sol";
-import {Test, FuzzSelector, console} from "./utils/Test.sol";
+import {Test, FuzzSelector, console, Vm} from "./utils/Test.sol";
 import {Fixture} from "./utils/Fixture.sol";
 
 /// @notice Drives the protocol with random but well-formed actions. Every action catches its own reverts
@@ -60,6 +60,8 @@ contract Handler is Test {
     bool public ghostParamsRefused; // a well-formed one-step parameter update was refused
     bool public ghostWithdrawBelowIM; // (e) a withdrawal left E < IM
     bool public ghostTradeBelowIM; // (e) a trade left E < IM without lowering MM at equal-or-better E
+    bool public ghostRewardSocialised; // a liquidation's deficit exceeded the victim's own, or the fund paid
+    // more than insuranceReward / its balance, or funding moved beyond (or not up to) its time bound
     string public ghostDetail; // what the first violation was
 
     // ---------------------------------------------------------------- ghosts: statistics
@@ -256,10 +258,87 @@ contract Handler is Test {
     function accrueFunding(uint256 assetSeed, uint256 deltaSeed) external {
         _begin();
         uint256 i = assetSeed % N;
-        int256 maxDelta = int256(margin.prices()[i] * margin.MAX_FUNDING_STEP() / WAD);
+        int256 maxDelta = int256(_maxFunding(i));
         int256 delta = bound(int256(deltaSeed), -maxDelta, maxDelta);
         margin.accrueFunding(i, delta);
+        lastFundingAt[i] = block.timestamp;
         ++nFunding;
+    }
+
+    // ---------------------------------------------------------------- issue 10 (classes 2, 6): self-contained
+
+    /// @dev the handler's record of each asset's last accrual (MarginAccount keeps it internal)
+    uint256[N] internal lastFundingAt;
+    uint256 public nFundingAtBound;
+
+    /// @dev MarginAccount.accrueFunding's bound: price * 1% per hour since the last accrual, at most 8 hours
+    function _maxFunding(uint256 i) internal view returns (uint256) {
+        uint256 elapsed = Math.min(block.timestamp - lastFundingAt[i], 8 hours);
+        return Math.mulDiv(margin.prices()[i], 0.01e18 * elapsed, 1 hours * WAD);
+    }
+
+    /// @notice Time passes, then funding moves by the largest amount allowed (either sign), after one more
+    /// wei was refused.
+    function fundingAtBound(uint256 assetSeed, uint256 dtSeed, bool up) external {
+        _begin();
+        _advance(bound(dtSeed, 1, 3000));
+        uint256 i = assetSeed % N;
+        int256 maxDelta = int256(_maxFunding(i));
+        int256 over = up ? maxDelta + 1 : -maxDelta - 1;
+        try margin.accrueFunding(i, over) {
+            _flagReward("funding beyond its time bound accepted", i, over, maxDelta);
+        } catch {}
+        try margin.accrueFunding(i, up ? maxDelta : -maxDelta) {
+            lastFundingAt[i] = block.timestamp;
+            ++nFundingAtBound;
+        } catch {
+            _flagReward("funding at its time bound refused", i, maxDelta, maxDelta);
+        }
+    }
+
+    /// @dev Before a liquidation: the fund and its cap
+    function _rewardBefore() internal returns (int256 fund, uint256 cap) {
+        vm.recordLogs();
+        return (margin.insuranceFund(), margin.insuranceReward());
+    }
+
+    /// @dev After a liquidation with pre-liquidation equity `e0`: the deficit covered, socialised or unbacked
+    /// never exceeds the victim's own (-min(E, 0), plus a few wei of funding rounding): no penalty is ever
+    /// socialised; and the fund's reward is at most its cap and its balance before.
+    function _rewardAfter(int256 e0, int256 fund0, uint256 cap) internal {
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        bytes32 badDebt = keccak256("BadDebt(address,uint256,uint256,uint256,uint256)");
+        bytes32 reward = keccak256("InsuranceRewardPaid(address,address,uint256)");
+        uint256 ownDeficit = e0 < 0 ? uint256(-e0) : 0;
+        for (uint256 k; k < logs.length; ++k) {
+            if (logs[k].emitter != address(margin)) continue;
+            bytes32 t = logs[k].topics[0];
+            if (t == badDebt) {
+                (uint256 covered, uint256 socialized, uint256 unbacked,) =
+                    abi.decode(logs[k].data, (uint256, uint256, uint256, uint256));
+                if (covered + socialized + unbacked > ownDeficit + 2 * N) {
+                    _flagReward("deficit beyond the victim's own", covered, socialized + unbacked, ownDeficit);
+                }
+            } else if (t == reward) {
+                uint256 amount = abi.decode(logs[k].data, (uint256));
+                if (amount > cap || fund0 <= 0 || amount > uint256(fund0)) {
+                    _flagReward("insurance reward over its bound", amount, cap, uint256(fund0 > 0 ? fund0 : int256(0)));
+                }
+                ++nInsuranceRewards;
+            }
+        }
+    }
+
+    uint256 public nInsuranceRewards;
+
+    function _flagReward(string memory what, uint256 a, int256 b, int256 c) internal {
+        if (ghostRewardSocialised) return;
+        ghostRewardSocialised = true;
+        ghostDetail = string.concat(what, " ", _u(a), " ", _i(b), " ", _i(c));
+    }
+
+    function _flagReward(string memory what, uint256 a, uint256 b, uint256 c) internal {
+        _flagReward(what, a, int256(b), int256(c));
     }
 
     /// @notice Time passes (less than a heartbeat; every feed is re-posted) and every price drifts by up to 6%.
@@ -419,9 +498,11 @@ contract Handler is Test {
             (x.maxF, x.full) =
                 SpecMath.maxFraction(x.m0.equity, x.req, rp.penalty, rp.targetHealth, rp.closeFactor, rp.dust);
         }
+        (int256 fund0, uint256 cap) = _rewardBefore();
         vm.prank(liquidator);
         try margin.liquidate(victim, fraction, w) returns (uint256 taken) {
             ++nLiquidations;
+            _rewardAfter(x.m0.equity, fund0, cap);
             _afterLiquidation(x, taken);
         } catch {
             if (x.provable) ++nValidRefused;
@@ -674,7 +755,7 @@ contract InvariantTest is Fixture {
         }
 
         targetContract(address(handler));
-        bytes4[] memory sel = new bytes4[](12);
+        bytes4[] memory sel = new bytes4[](13);
         sel[0] = Handler.depositCash.selector;
         sel[1] = Handler.withdrawCash.selector;
         sel[2] = Handler.depositCollateral.selector;
@@ -687,6 +768,7 @@ contract InvariantTest is Fixture {
         sel[9] = Handler.liquidate.selector;
         sel[10] = Handler.liquidateRandom.selector;
         sel[11] = Handler.keeperSweep.selector;
+        sel[12] = Handler.fundingAtBound.selector;
         targetSelector(FuzzSelector(address(handler), sel));
     }
 
@@ -732,6 +814,7 @@ contract InvariantTest is Fixture {
         assertFalse(handler.ghostFullCloseLeftover(), string.concat("full close ", d));
         assertFalse(handler.ghostParamsRefused(), string.concat("params ", d));
         assertFalse(handler.ghostBystanderHarmed(), string.concat("(g) ", d));
+        assertFalse(handler.ghostRewardSocialised(), string.concat("(issue 10) ", d));
     }
 
     /// @dev (a) quote balance * quoteScale == sum(cash) - sum(costBasis) + insuranceFund + fundingPool

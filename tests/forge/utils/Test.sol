@@ -13,6 +13,15 @@ interface Vm {
     function expectRevert() external;
     function assume(bool condition) external pure;
     function label(address account, string calldata newLabel) external;
+
+    struct Log {
+        bytes32[] topics;
+        bytes data;
+        address emitter;
+    }
+
+    function recordLogs() external;
+    function getRecordedLogs() external returns (Log[] memory);
 }
 
 address constant VM_ADDRESS = address(uint160(uint256(keccak256("hevm cheat code"))));
