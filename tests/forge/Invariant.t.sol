@@ -309,11 +309,18 @@ contract Handler is Test {
         Vm.Log[] memory logs = vm.getRecordedLogs();
         bytes32 badDebt = keccak256("BadDebt(address,uint256,uint256,uint256,uint256)");
         bytes32 reward = keccak256("InsuranceRewardPaid(address,address,uint256)");
+        bytes32 liquidated =
+            keccak256("Liquidated(address,address,uint8,uint256,uint256,uint256,int256,uint256,uint256)");
         uint256 ownDeficit = e0 < 0 ? uint256(-e0) : 0;
         for (uint256 k; k < logs.length; ++k) {
             if (logs[k].emitter != address(margin)) continue;
             bytes32 t = logs[k].topics[0];
-            if (t == badDebt) {
+            if (t == liquidated) {
+                // the fund takes the victim's insurance share first: the reward may come out of it too
+                (,,,,,, uint256 share) =
+                    abi.decode(logs[k].data, (uint8, uint256, uint256, uint256, int256, uint256, uint256));
+                fund0 += int256(share);
+            } else if (t == badDebt) {
                 (uint256 covered, uint256 socialized, uint256 unbacked,) =
                     abi.decode(logs[k].data, (uint256, uint256, uint256, uint256));
                 if (covered + socialized + unbacked > ownDeficit + 2 * N) {
@@ -938,7 +945,10 @@ contract LiquidationScenariosTest is Fixture {
         LiquidationPreview memory pv = lens.previewLiquidation(victim);
         assertTrue(pv.liquidatable, "victim should be liquidatable");
         (RiskParams memory rp,) = lens.riskParams();
-        uint256 toFund = pv.penalty * rp.insuranceShare / WAD;
+        // the lens's `penalty` is what the liquidator earns (net of the share); the victim pays pi * f * R_w here
+        uint256 penalty = rp.penalty * pv.maxFraction / WAD * pv.requirement / WAD;
+        uint256 toFund = penalty * rp.insuranceShare / WAD;
+        assertEq(pv.penalty, penalty - toFund, "preview: the liquidator's reward");
         assertGt(toFund, 0, "insurance share");
 
         int256 pairBefore = _equity(victim) + _equity(sybil);
