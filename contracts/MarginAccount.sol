@@ -315,8 +315,7 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
             victim, msg.sender, witness.kind, witness.scenario, z.fraction, z.requirement, value, z.penalty, z.toFund
         );
         if (reward != 0) emit InsuranceRewardPaid(victim, msg.sender, reward);
-        // the liquidator's book read with the prices already read for the victim
-        _requireInitialMargin(msg.sender, rp, b.price);
+        _requireInitialMargin(msg.sender, rp);
         return z.fraction;
     }
 
@@ -375,31 +374,31 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
         for (uint256 i; i < b.price.length; ++i) {
             if (b.mask & (1 << i) == 0) continue;
             Position memory pv = _positions[victim][i];
+            _settleFunding(victim, hv, i, pv);
             // toward zero: the victim never gives more than f of anything (f = WAD moves all of it exactly;
             // f <= WAD and |values| < 2^128: no overflow)
-            int256 db = int256(uint256(pv.collateral) * f / WadMath.WAD);
+            uint256 db = uint256(pv.collateral) * f / WadMath.WAD;
             int256 dq = (int256(pv.size) * int256(f)).divWadToZero();
             int256 dk = (int256(pv.costBasis) * int256(f)).divWadToZero();
-            raw += (db + dq) * int256(b.price[i]) - dk * WadMath.IWAD;
-            _shift(victim, hv, i, -db, -dq, -dk);
-            _shift(to, ht, i, db, dq, dk);
+            raw += (int256(db) + dq) * int256(b.price[i]) - dk * WadMath.IWAD;
+            pv.collateral -= uint128(db);
+            pv.size -= int128(dq);
+            pv.costBasis -= int128(dk);
+            _realise(hv, pv);
+            _storePosition(victim, hv, i, pv);
+
+            Position memory pt = _positions[to][i];
+            _settleFunding(to, ht, i, pt);
+            uint256 collateral = pt.collateral + db;
+            int256 size = pt.size + dq;
+            if (collateral > MAX_UNITS || size.abs() > MAX_UNITS) revert AmountTooLarge(collateral, MAX_UNITS);
+            pt.collateral = uint128(collateral);
+            pt.size = int128(size); // |size| <= MAX_UNITS < 2^127
+            pt.costBasis = (int256(pt.costBasis) + dk).toInt128();
+            _realise(ht, pt);
+            _storePosition(to, ht, i, pt);
         }
         return raw.divWadDown();
-    }
-
-    /// @dev Adds (`db`, `dq`, `dk`) to `account`'s collateral, size and cost basis in asset `i`, funding
-    /// settled first; a closed perp realises its cost basis. The victim's side only shrinks toward zero.
-    function _shift(address account, Header memory h, uint256 i, int256 db, int256 dq, int256 dk) private {
-        Position memory p = _positions[account][i];
-        _settleFunding(account, h, i, p);
-        uint256 collateral = uint256(int256(uint256(p.collateral)) + db);
-        int256 size = p.size + dq;
-        if (collateral > MAX_UNITS || size.abs() > MAX_UNITS) revert AmountTooLarge(collateral, MAX_UNITS);
-        p.collateral = uint128(collateral);
-        p.size = int128(size); // |size| <= MAX_UNITS < 2^127
-        p.costBasis = (int256(p.costBasis) + dk).toInt128();
-        _realise(h, p);
-        _storePosition(account, h, i, p);
     }
 
     /// @dev A fully closed account with negative cash: the insurance fund pays first, then the rest is
@@ -511,11 +510,7 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
     }
 
     function _requireInitialMargin(address account, Params rp) private view {
-        _requireInitialMargin(account, rp, new uint256[](0));
-    }
-
-    function _requireInitialMargin(address account, Params rp, uint256[] memory known) private view {
-        Margin memory m = _margin(_loadBookAt(account, rp, known), rp);
+        Margin memory m = _margin(_loadBook(account, rp), rp);
         if (m.equity < int256(m.initial)) revert BelowInitialMargin(account, m.equity, m.initial);
     }
 

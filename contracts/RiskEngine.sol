@@ -126,12 +126,6 @@ abstract contract RiskEngine is IMarginErrors, IMarginEvents {
     /// @notice Reads `account`: one pass over the assets it holds prices each one and accumulates equity,
     /// exposures and gross notionals (no second pass, no per-position structs kept in memory).
     function _loadBook(address account, Params rp) internal view returns (Book memory b) {
-        return _loadBookAt(account, rp, new uint256[](0));
-    }
-
-    /// @notice `_loadBook` with some prices already known: `known[i]` is used where it is not 0 (prices are
-    /// positive; `known` may be shorter than the assets), the oracle is read only for the other assets held.
-    function _loadBookAt(address account, Params rp, uint256[] memory known) internal view returns (Book memory b) {
         Header memory h = _headers[account];
         Position[16] storage positions = _positions[account];
         uint256 n = rp.n();
@@ -142,8 +136,7 @@ abstract contract RiskEngine is IMarginErrors, IMarginEvents {
         b.gross = new uint256[](n);
         for (uint256 i; i < n; ++i) {
             if (b.mask & (1 << i) == 0) continue;
-            uint256 price = i < known.length ? known[i] : 0;
-            b.price[i] = price != 0 ? price : OracleLib.priceWad(rp, i);
+            b.price[i] = OracleLib.priceWad(rp, i);
             _include(b, i, positions[i], fundingIndex[i]);
         }
     }
