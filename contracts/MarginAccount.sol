@@ -5,6 +5,7 @@ import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {IERC20, IERC20Metadata} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Metadata.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 
 import {IMarginAccount} from "./interfaces/IMarginAccount.sol";
@@ -25,7 +26,12 @@ import {RiskEngine} from "./RiskEngine.sol";
 /// Socialised loss: a deficit the insurance fund cannot cover is charged pro rata to every positive cash
 /// balance, lazily through the multiplicative `lossIndex` (each balance keeps lossIndex / snapshot of
 /// itself, like a scaled balance), so no balance is ever charged more than 100%; what exceeds all positive
-/// cash is recorded in `unbackedDebt`.
+/// cash is recorded in `unbackedDebt`. When the index would lose precision a new epoch starts whose units
+/// carry the old ones' value (`lossRebase`): every balance is charged the share actually lost, whatever the
+/// history of earlier losses.
+/// Liquidation reward: the victim pays at most max(E, 0) of the penalty pi * f * R_w; the rest may come from
+/// the insurance fund only (after it has covered the victim's own deficit), at most `insuranceReward` per
+/// liquidation, never from other cash balances.
 contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
     using SafeCast for uint256;
@@ -42,8 +48,14 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
     uint256 public constant MAX_UNITS = 1e27;
     /// @notice trades settle within this share of the oracle price (WAD)
     uint256 public constant TRADE_BAND = 0.1e18;
-    /// @notice one funding update moves the index by at most this share of the price (WAD)
-    uint256 public constant MAX_FUNDING_STEP = 0.01e18;
+    /// @notice funding moves an asset's index by at most this share of its price per hour elapsed since the
+    /// asset's last accrual (WAD per hour: 1% per hour)
+    uint256 internal constant MAX_FUNDING_RATE = 0.01e18;
+    /// @notice the elapsed time one accrual may use is capped: a long pause is not spent in one shot
+    /// (an asset never accrued has this much available)
+    uint256 internal constant MAX_FUNDING_ELAPSED = 8 hours;
+    /// @notice absolute bound of `insuranceReward` (USD WAD)
+    uint256 internal constant MAX_INSURANCE_REWARD = 10_000e18;
 
     struct Asset {
         IERC20 token;
@@ -73,6 +85,12 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
     uint256 internal constant SCALE = 1e36;
     /// @notice below this the loss index has lost too much precision: a new epoch starts instead
     uint256 internal constant MIN_LOSS_INDEX = 1e9;
+    /// @notice largest share (USD WAD) of one liquidation's penalty the insurance fund pays when the victim's
+    /// positive equity cannot pay it (an insolvent book closed in full); set by RISK_ADMIN_ROLE, at most
+    /// MAX_INSURANCE_REWARD
+    uint256 public insuranceReward = 100e18;
+    /// @notice per asset, the time (unix seconds) of its last funding accrual
+    mapping(uint256 asset => uint256) internal lastFundingAt;
 
     constructor(IERC20Metadata quote, address admin, uint256 paramsDelay) RiskEngine(paramsDelay) {
         uint8 decimals = quote.decimals();
@@ -112,13 +130,25 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
     }
 
     /// @inheritdoc IMarginAccount
+    function setInsuranceReward(uint256 amount) external onlyRole(RISK_ADMIN_ROLE) {
+        if (amount > MAX_INSURANCE_REWARD) revert AmountTooLarge(amount, MAX_INSURANCE_REWARD);
+        insuranceReward = amount;
+    }
+
+    /// @inheritdoc IMarginAccount
     function accrueFunding(uint256 asset, int256 delta) external onlyRole(FUNDING_ROLE) {
         Params rp = _current();
         if (asset >= rp.n()) revert UnknownAsset(asset);
-        uint256 maxDelta = OracleLib.priceWad(rp, asset).mulWadDown(MAX_FUNDING_STEP);
+        // funding periods are hours: timestamp drift is immaterial
+        // slither-disable-next-line timestamp
+        uint256 elapsed = block.timestamp - lastFundingAt[asset];
+        if (elapsed > MAX_FUNDING_ELAPSED) elapsed = MAX_FUNDING_ELAPSED;
+        // price <= 1e27 and MAX_FUNDING_RATE * elapsed <= 2.9e20: no overflow
+        uint256 maxDelta = OracleLib.priceWad(rp, asset) * (MAX_FUNDING_RATE * elapsed) / (1 hours * WadMath.WAD);
         if (delta.abs() > maxDelta) revert FundingStepTooLarge(asset, delta, maxDelta);
         int128 index = (int256(fundingIndex[asset]) + delta).toInt128();
         fundingIndex[asset] = index;
+        lastFundingAt[asset] = block.timestamp;
         emit FundingAccrued(asset, delta, index);
     }
 
@@ -285,31 +315,38 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
         Book memory b = _loadBook(victim, rp, true); // through a feed outage: OracleLib's outage rule
         Sizing memory z = _size(victim, b, rp, fraction, witness);
 
-        int256 value = _moveSlice(victim, msg.sender, z.fraction, b);
+        Header memory hv = _settleLoss(victim);
+        Header memory hl = _settleLoss(msg.sender);
+        int256 value = _moveSlice(victim, msg.sender, z.fraction, b, hv, hl);
         int256 paid = value - int256(z.penalty); // to the victim, from the liquidator
         insuranceFund += int256(z.toFund); // the fund takes its share before it pays this victim's deficit
-        Header memory hv = _settleLoss(victim);
         _addCash(hv, paid);
         // the victim's deficit is socialised before the liquidator's account is credited: what the
         // liquidator is paid for taking the book never bears the loss it was paid to take
         if (z.fraction == WadMath.WAD) _closeInsolvent(victim, hv);
         _storeHeader(victim, hv);
-        Header memory hl = _settleLoss(msg.sender);
-        _addCash(hl, -(paid + int256(z.toFund)));
+        // the penalty the victim could not pay: from the insurance fund only, after the deficit, bounded
+        uint256 reward = z.shortfall == 0 ? 0 : _payInsuranceReward(z.shortfall);
+        _settle(msg.sender, hl); // its share of a loss socialised just now
+        _addCash(hl, int256(reward) - (paid + int256(z.toFund)));
         _storeHeader(msg.sender, hl);
         emit Liquidated(
             victim, msg.sender, witness.kind, witness.scenario, z.fraction, z.requirement, value, z.penalty, z.toFund
         );
+        if (reward != 0) emit InsuranceRewardPaid(victim, msg.sender, reward);
         _requireInitialMargin(msg.sender, rp, true);
         return z.fraction;
     }
 
-    /// @dev A liquidation's size: the witnessed requirement, the fraction taken, the penalty (USD WAD).
+    /// @dev A liquidation's size: the witnessed requirement, the fraction taken, the penalty the victim pays
+    /// (pi * f * R_w, at most max(E, 0)), the insurance fund's share of it, and the part of pi * f * R_w the
+    /// victim could not pay (USD WAD).
     struct Sizing {
         uint256 requirement;
         uint256 fraction;
         uint256 penalty;
         uint256 toFund;
+        uint256 shortfall;
     }
 
     /// @dev Verifies the witness (E < R_w) and sizes the liquidation: the requested fraction clamped to the
@@ -332,24 +369,36 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
             rp.word(ParamsLib.DUST)
         );
         z.fraction = closeInFull || fraction > maxFraction ? maxFraction : fraction;
-        z.penalty = LiquidationMath.penaltyFor(penaltyRate, z.fraction, z.requirement);
+        (z.penalty, z.shortfall) =
+            LiquidationMath.victimShare(LiquidationMath.penaltyFor(penaltyRate, z.fraction, z.requirement), equity);
         z.toFund = z.penalty.mulWadDown(rp.word(ParamsLib.INSURANCE_SHARE));
     }
 
+    /// @dev Pays the liquidator's reward the victim could not: at most `insuranceReward` and the fund's
+    /// positive balance (after the victim's deficit was covered). Returns it (USD WAD).
+    function _payInsuranceReward(uint256 shortfall) private returns (uint256 reward) {
+        int256 fund = insuranceFund;
+        reward = LiquidationMath.insuranceReward(shortfall, insuranceReward, fund);
+        if (reward != 0) insuranceFund = fund - int256(reward);
+    }
+
     /// @dev Moves fraction `f` of every collateral balance and perp (with its cost basis) from `victim` to
-    /// `to`, funding settled first on both sides. Returns the slice's mark-to-market value (USD WAD, down).
-    function _moveSlice(address victim, address to, uint256 f, Book memory b) private returns (int256) {
+    /// `to`, funding settled first on both sides, on their settled headers `hv` and `ht` (stored by the
+    /// caller). Returns the slice's mark-to-market value (USD WAD, down).
+    function _moveSlice(address victim, address to, uint256 f, Book memory b, Header memory hv, Header memory ht)
+        private
+        returns (int256)
+    {
         int256 raw = 0;
-        Header memory hv = _settleLoss(victim);
-        Header memory ht = _settleLoss(to);
         for (uint256 i; i < b.price.length; ++i) {
             if (b.mask & (1 << i) == 0) continue;
             Position memory pv = _positions[victim][i];
             _settleFunding(victim, hv, i, pv);
-            // toward zero: the victim never gives more than f of anything
-            uint256 db = f == WadMath.WAD ? pv.collateral : uint256(pv.collateral).mulWadDown(f);
-            int256 dq = f == WadMath.WAD ? int256(pv.size) : (int256(pv.size) * int256(f)).divWadToZero();
-            int256 dk = f == WadMath.WAD ? int256(pv.costBasis) : (int256(pv.costBasis) * int256(f)).divWadToZero();
+            // toward zero: the victim never gives more than f of anything (f = WAD moves all of it exactly;
+            // f <= WAD and |values| < 2^128: no overflow)
+            uint256 db = uint256(pv.collateral) * f / WadMath.WAD;
+            int256 dq = (int256(pv.size) * int256(f)).divWadToZero();
+            int256 dk = (int256(pv.costBasis) * int256(f)).divWadToZero();
             raw += (int256(db) + dq) * int256(b.price[i]) - dk * WadMath.IWAD;
             pv.collateral -= uint128(db);
             pv.size -= int128(dq);
@@ -363,13 +412,11 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
             int256 size = pt.size + dq;
             if (collateral > MAX_UNITS || size.abs() > MAX_UNITS) revert AmountTooLarge(collateral, MAX_UNITS);
             pt.collateral = uint128(collateral);
-            pt.size = size.toInt128();
+            pt.size = int128(size); // |size| <= MAX_UNITS < 2^127
             pt.costBasis = (int256(pt.costBasis) + dk).toInt128();
             _realise(ht, pt);
             _storePosition(to, ht, i, pt);
         }
-        _storeHeader(victim, hv);
-        _storeHeader(to, ht);
         return raw.divWadDown();
     }
 
@@ -388,15 +435,26 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
             // index * (1 - socialized / total), rounded down: charges round up
             uint256 next = index * (total - socialized) / total;
             if (next < MIN_LOSS_INDEX) {
-                // all positive cash is (all but 1e-9) gone: every balance of this epoch is charged in full
-                lossEpoch += 1;
-                lossIndex = 1e18;
-                scaledPositiveCash = 0;
-                if (total > rest) insuranceFund += int256(total - rest); // the sliver over-charged
-                socialized = total;
-            } else {
-                lossIndex = uint64(next);
+                // a precision rebase, not a wipe-out: the index is scaled by 1e9 per new epoch until it has
+                // full precision again, and the scaled sum by 1 / 1e9 each: every balance keeps its value
+                uint256 epoch = lossEpoch;
+                uint256 scale = 1;
+                while (next < MIN_LOSS_INDEX && scale < 1e36) {
+                    scale *= 1e9;
+                    ++epoch;
+                    next = Math.mulDiv(index * scale, total - socialized, total);
+                }
+                if (next < MIN_LOSS_INDEX) {
+                    // nothing left (all positive cash, or all but 1e-45 of it): every older balance is worth 0
+                    epoch += LOSS_EPOCHS_WIPED;
+                    next = 1e18;
+                    scaledPositiveCash = 0;
+                } else {
+                    scaledPositiveCash /= scale;
+                }
+                lossEpoch = uint32(epoch);
             }
+            lossIndex = uint64(next);
         }
         uint256 unbacked = rest > socialized ? rest - socialized : 0;
         insuranceFund -= int256(covered);
@@ -485,8 +543,13 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
     /// @dev Charges the pending socialised loss to the account's cash.
     function _settleLoss(address account) private returns (Header memory h) {
         h = _headers[account];
+        _settle(account, h);
+    }
+
+    /// @dev `_settleLoss` on a header already in memory.
+    function _settle(address account, Header memory h) private {
         uint112 mark = _lossMark();
-        if (h.lossSnapshot == mark) return h;
+        if (h.lossSnapshot == mark) return;
         uint256 before = _scaled(h);
         uint256 charge = _lossCharge(h);
         h.lossSnapshot = mark;
@@ -517,11 +580,16 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
         p.costBasis = 0;
     }
 
-    /// @notice Positive cash in the units of `scaledPositiveCash` (0 for balances of an older epoch, which
-    /// left the sum when their epoch ended)
+    /// @notice Positive cash in the units of `scaledPositiveCash`: a balance of an older epoch is in the sum
+    /// scaled by 1 / 1e9 per rebase since (0 once wiped out)
     function _scaled(Header memory h) private view returns (uint256) {
-        if (h.cash <= 0 || h.lossSnapshot == 0 || h.lossSnapshot >> 64 != lossEpoch) return 0;
-        return uint256(int256(h.cash)) * SCALE / uint64(h.lossSnapshot);
+        if (h.cash <= 0 || h.lossSnapshot == 0) return 0;
+        uint256 age;
+        unchecked {
+            age = lossEpoch - (h.lossSnapshot >> 64); // a snapshot's epoch is never ahead
+        }
+        if (age >= LOSS_EPOCHS_WIPED) return 0;
+        return uint256(int256(h.cash)) * SCALE / (uint64(h.lossSnapshot) * 10 ** (9 * age));
     }
 
     /// @dev Only on a settled header (h.lossSnapshot == the current loss mark).

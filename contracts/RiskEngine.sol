@@ -45,6 +45,8 @@ abstract contract RiskEngine is IMarginErrors, IMarginEvents {
         uint256[] gross; // (b_i + |q_i|) p_i, USD WAD, rounded up
     }
 
+    /// @notice A loss epoch this many rebases old is worth nothing (1e-45 of its cash at most)
+    uint256 internal constant LOSS_EPOCHS_WIPED = 5;
     /// @notice Delay (seconds) between proposing risk parameters and their taking effect.
     uint256 public immutable riskParamsDelay;
     /// @notice Checks bounds and step sizes of proposed parameters
@@ -57,8 +59,11 @@ abstract contract RiskEngine is IMarginErrors, IMarginEvents {
     /// only falls, each socialised loss multiplying it by (1 - loss / total positive cash). Multiplicative,
     /// so no sequence of losses charges any balance more than 100%.
     uint64 public lossIndex = 1e18;
-    /// @notice Starts a new epoch when a loss wipes out (all but 1e-9 of) all positive cash: balances last
-    /// settled in an older epoch are worth nothing, and the index restarts at 1e18 with full precision.
+    /// @notice Counts precision rebases: when the index would fall below 1e9 it is multiplied by 1e9 (as often
+    /// as needed) and the epoch advances once per factor, so the index keeps full precision and no value is
+    /// lost: cash c settled at index s in epoch e is worth c * lossIndex / (s * 1e9^(lossEpoch - e)) (rounded
+    /// down: the charge rounds up, never above 100%). A loss of all positive cash advances it by
+    /// LOSS_EPOCHS_WIPED: every older balance is worth 0.
     // written by MarginAccount._closeInsolvent; only the test harness (mocks/) never writes it
     // slither-disable-next-line uninitialized-state
     uint32 public lossEpoch;
@@ -175,11 +180,19 @@ abstract contract RiskEngine is IMarginErrors, IMarginEvents {
     function _lossCharge(Header memory h) internal view returns (uint256) {
         if (h.cash <= 0 || h.lossSnapshot == 0) return 0;
         uint256 cash = uint256(int256(h.cash));
-        if (h.lossSnapshot >> 64 != lossEpoch) return cash; // wiped out in a later epoch
         uint256 snapshot = uint64(h.lossSnapshot);
         uint256 index = lossIndex;
-        if (snapshot == index) return 0;
-        return cash - cash * index / snapshot; // what is left rounds down: the charge rounds up
+        uint256 age;
+        unchecked {
+            age = lossEpoch - (h.lossSnapshot >> 64); // rebases since the snapshot (never negative)
+        }
+        if (age == 0) {
+            if (snapshot == index) return 0;
+            return cash - cash * index / snapshot; // what is left rounds down: the charge rounds up
+        }
+        if (age >= LOSS_EPOCHS_WIPED) return cash; // wiped out (or worth < 1e-36 of it)
+        // what is left rounds down: the charge rounds up. snapshot * 1e36 <= 1e54, cash * index < 2^188
+        return cash - cash * index / (snapshot * 10 ** (9 * age));
     }
 
     /// @notice The loss mark an account is settled to: `lossEpoch << 64 | lossIndex`

@@ -397,6 +397,11 @@ class Latency(_Out):
     measured_median: float | None = None
     measured_p95: float | None = None
     measured_max: int | None = None
+    # time to close an insolvent book: the closures in full that left a deficit (E < 0), from the breach
+    # (a liquidator earns at most the insurance fund's capped reward on them: prompt closure shows it pays)
+    insolvent_closes: int = 0
+    insolvent_median: float | None = None
+    insolvent_max: int | None = None
 
 
 class MissedLiquidations(_Out):
@@ -666,6 +671,7 @@ def _latency(rec: RunRecord) -> Latency:
         )
     true = np.array([lq.true_latency_blocks for lq in rec.liquidations if lq.true_latency_blocks is not None])
     measured = lat - rec.keeper_delay_blocks
+    insolvent = np.array([lq.latency_blocks for lq in rec.liquidations if lq.full and lq.deficit_usd > 0])
     return Latency(
         count=int(lat.size),
         mean=float(lat.mean()),
@@ -679,6 +685,9 @@ def _latency(rec: RunRecord) -> Latency:
         measured_median=float(np.median(measured)),
         measured_p95=float(np.quantile(measured, 0.95)),
         measured_max=int(measured.max()),
+        insolvent_closes=int(insolvent.size),
+        insolvent_median=float(np.median(insolvent)) if insolvent.size else None,
+        insolvent_max=int(insolvent.max()) if insolvent.size else None,
     )
 
 

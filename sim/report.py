@@ -284,6 +284,8 @@ def markdown(r: SimReport, plots: list[str]) -> str:
           f"{_num(lat.measured_median, 'g')} / {_num(lat.measured_p95, '.3g')} / {lat.measured_max}"],
          ["latency from the true-price breach: median / p95 / max",
           f"{_num(lat.true_median, 'g')} / {_num(lat.true_p95, '.3g')} / {lat.true_max}"],
+         ["insolvent books closed (deficit): count / latency median / max",
+          f"{lat.insolvent_closes} / {_num(lat.insolvent_median, 'g')} / {lat.insolvent_max}"],
          ["missed: liquidatable at end / insolvent unliquidated",
           f"{r.missed_liquidations.liquidatable_at_end} / {r.missed_liquidations.insolvent_unliquidated}"],
          ["breached too late to liquidate before the end (not missed)",

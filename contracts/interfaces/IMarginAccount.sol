@@ -43,7 +43,8 @@ interface IMarginErrors {
     error NotMarginAccount(address caller);
     /// @notice the trade price is further than the allowed band from the oracle price (USD WAD)
     error PriceOutsideBand(uint256 asset, uint256 price, uint256 oraclePrice);
-    /// @notice |delta| of a funding update exceeds the per-update bound (USD WAD per unit)
+    /// @notice |delta| of a funding update exceeds its bound `maxDelta` = price * MAX_FUNDING_RATE * hours
+    /// since the asset's last accrual (capped at MAX_FUNDING_ELAPSED) (USD WAD per unit)
     error FundingStepTooLarge(uint256 asset, int256 delta, uint256 maxDelta);
     // ---- liquidation ----
     error SelfLiquidation(address account);
@@ -105,7 +106,8 @@ interface IMarginEvents {
     event FundingAccrued(uint256 indexed asset, int256 delta, int256 index);
     /// @param amount funding paid by the account (USD WAD; negative when received)
     event FundingSettled(address indexed account, uint256 indexed asset, int256 amount);
-    /// @param value mark-to-market value of the slice (USD WAD); @param penalty total penalty (USD WAD)
+    /// @param value mark-to-market value of the slice (USD WAD); @param penalty the penalty the victim pays:
+    /// pi * f * R_w, at most its positive equity (USD WAD); @param insuranceShare the fund's share of it
     event Liquidated(
         address indexed victim,
         address indexed liquidator,
@@ -121,6 +123,8 @@ interface IMarginEvents {
     /// @param unbacked deficit that nobody could absorb (all USD WAD); @param lossIndex the index after it
     event BadDebt(address indexed account, uint256 covered, uint256 socialized, uint256 unbacked, uint256 lossIndex);
     event LossCharged(address indexed account, uint256 amount);
+    /// @notice the insurance fund paid the liquidator `amount` (USD WAD) of the penalty the victim could not
+    event InsuranceRewardPaid(address indexed victim, address indexed liquidator, uint256 amount);
     event InsuranceDeposited(address indexed from, uint256 amount);
     /// @param blob the data contract holding the packed parameters (ParamsLib layout)
     event RiskParamsProposed(address blob, uint256 activatesAt);
@@ -161,8 +165,12 @@ interface IMarginAccount is IMarginErrors, IMarginEvents {
         uint128 size,
         uint128 price
     ) external;
-    /// @notice Moves the cumulative funding index of `asset` by `delta` (USD WAD per unit; FUNDING_ROLE).
+    /// @notice Moves the cumulative funding index of `asset` by `delta` (USD WAD per unit; FUNDING_ROLE), at
+    /// most price * MAX_FUNDING_RATE per hour since the asset's last accrual (at most MAX_FUNDING_ELAPSED).
     function accrueFunding(uint256 asset, int256 delta) external;
+    /// @notice Sets the most the insurance fund pays per liquidation toward a penalty the victim's positive
+    /// equity cannot pay (USD WAD, at most MAX_INSURANCE_REWARD; RISK_ADMIN_ROLE).
+    function setInsuranceReward(uint256 amount) external;
 
     /// @notice Liquidates `fraction` (WAD, clamped to what is allowed) of `victim`'s book into the caller's account.
     /// @return taken the fraction actually liquidated (WAD)

@@ -38,4 +38,21 @@ library LiquidationMath {
     function penaltyFor(uint256 penalty, uint256 fraction, uint256 requirement) internal pure returns (uint256) {
         return penalty.mulWadDown(fraction).mulWadDown(requirement);
     }
+
+    /// @notice What the victim pays of a penalty: at most its positive equity, so the penalty never makes
+    /// an insolvent book's deficit (paid by the insurance fund, then by every other cash holder) larger.
+    /// @return paid min(penalty, max(equity, 0)); @return shortfall penalty - paid (USD WAD)
+    function victimShare(uint256 penalty, int256 equity) internal pure returns (uint256 paid, uint256 shortfall) {
+        uint256 cap = equity > 0 ? uint256(equity) : 0;
+        if (penalty <= cap) return (penalty, 0);
+        return (cap, penalty - cap);
+    }
+
+    /// @notice The part of `shortfall` the insurance fund pays the liquidator: at most `cap` (the
+    /// `insuranceReward` parameter) and the fund's positive balance `fund` (USD WAD)
+    function insuranceReward(uint256 shortfall, uint256 cap, int256 fund) internal pure returns (uint256 r) {
+        if (fund <= 0) return 0;
+        r = shortfall < cap ? shortfall : cap;
+        if (r > uint256(fund)) r = uint256(fund);
+    }
 }

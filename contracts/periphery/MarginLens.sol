@@ -40,6 +40,7 @@ interface IMarginAccountState {
     function insuranceFund() external view returns (int256);
     function unbackedDebt() external view returns (uint256);
     function fundingIndex(uint256 asset) external view returns (int128);
+    function insuranceReward() external view returns (uint256);
 }
 
 /// @title Batch reads and liquidation previews for keepers
@@ -138,7 +139,9 @@ contract MarginLens {
     }
 
     /// @notice Whether `account` can be liquidated now, with the witness that pays most (the largest
-    /// component, i.e. MM itself), the largest fraction allowed and its penalty.
+    /// component, i.e. MM itself), the largest fraction allowed and what it pays the liquidator (`penalty`):
+    /// the victim's part of pi * f * R (at most its positive equity) less the fund's share, plus the insurance
+    /// fund's capped reward out of what is left of the fund after the victim's deficit.
     function previewLiquidation(address account) public view returns (LiquidationPreview memory p) {
         try margin.liquidationMarginOf(account) returns (Margin memory m) {
             p.ok = true;
@@ -163,7 +166,16 @@ contract MarginLens {
                 rp.word(ParamsLib.CLOSE_FACTOR),
                 rp.word(ParamsLib.DUST)
             );
-            p.penalty = LiquidationMath.penaltyFor(rp.word(ParamsLib.PENALTY), p.maxFraction, m.maintenance);
+            (uint256 paid, uint256 shortfall) = LiquidationMath.victimShare(
+                LiquidationMath.penaltyFor(rp.word(ParamsLib.PENALTY), p.maxFraction, m.maintenance), m.equity
+            );
+            uint256 toFund = paid * rp.word(ParamsLib.INSURANCE_SHARE) / 1e18;
+            p.penalty = paid - toFund;
+            if (shortfall != 0) {
+                IMarginAccountState core = IMarginAccountState(address(margin));
+                int256 fund = core.insuranceFund() + int256(toFund) - (m.equity < 0 ? -m.equity : int256(0));
+                p.penalty += LiquidationMath.insuranceReward(shortfall, core.insuranceReward(), fund);
+            }
         } catch {}
     }
 

@@ -161,22 +161,51 @@ def fraction_taken(requested: int, eq: int, requirement: int, rp: RiskParams) ->
     return f if full or requested > f else requested
 
 
+LOSS_EPOCHS_WIPED = 5  # RiskEngine.LOSS_EPOCHS_WIPED
+
+
 def pending_loss_charge(cash: int, snapshot: int, loss_index: int, loss_epoch: int) -> int:
-    """Socialised-loss charge not yet settled. `snapshot` is the stored loss mark
-    (epoch << 64 | index); MarginAccount.lossIndex is multiplicative within an epoch, and a balance from an
-    older epoch was wiped out."""
+    """Socialised-loss charge not yet settled (RiskEngine._lossCharge). `snapshot` is the stored loss mark
+    (epoch << 64 | index); MarginAccount.lossIndex is multiplicative, and each epoch since the snapshot is a
+    precision rebase that scaled the index by 1e9 (value kept); LOSS_EPOCHS_WIPED or more: wiped out."""
     if cash <= 0 or snapshot == 0:
         return 0
-    if snapshot >> 64 != loss_epoch:
-        return cash
     index = snapshot & (2**64 - 1)
-    if index == loss_index:
-        return 0
-    return cash - cash * loss_index // index
+    age = loss_epoch - (snapshot >> 64)
+    if age == 0:
+        return 0 if index == loss_index else cash - cash * loss_index // index
+    if age >= LOSS_EPOCHS_WIPED:
+        return cash
+    return cash - cash * loss_index // (index * 10 ** (9 * age))
 
 
 def penalty_for(fraction: int, requirement: int, rp: RiskParams) -> int:
+    """pi * f * R_w (LiquidationMath.penaltyFor): the penalty before the cap at the victim's equity."""
     return mul_wad_down(mul_wad_down(rp.penalty, fraction), requirement)
+
+
+def victim_share(penalty: int, eq: int) -> tuple[int, int]:
+    """What the victim pays of `penalty` (at most max(E, 0)) and the shortfall (LiquidationMath.victimShare)."""
+    paid = min(penalty, max(eq, 0))
+    return paid, penalty - paid
+
+
+def insurance_reward(shortfall: int, cap: int, fund: int) -> int:
+    """What the insurance fund pays the liquidator of the shortfall (LiquidationMath.insuranceReward): at most
+    `cap` (MarginAccount.insuranceReward) and the fund's positive balance after the victim's deficit."""
+    return 0 if fund <= 0 else min(shortfall, cap, fund)
+
+
+def liquidator_reward(
+    fraction: int, eq: int, requirement: int, rp: RiskParams, insurance_fund: int, cap: int
+) -> int:
+    """What a liquidation of `fraction` pays the liquidator (USD WAD, before gas), as the lens previews it:
+    the victim's part of the penalty less the fund's share, plus the fund's capped reward out of what is left
+    of the fund after it covered the victim's deficit (-min(E, 0))."""
+    paid, shortfall = victim_share(penalty_for(fraction, requirement, rp), eq)
+    to_fund = mul_wad_down(paid, rp.insurance_share)
+    fund = insurance_fund + to_fund - max(-eq, 0)
+    return paid - to_fund + (insurance_reward(shortfall, cap, fund) if shortfall else 0)
 
 
 OUTAGE_DELAY = 86_400  # OracleLib: a stale answer is an outage once older than its heartbeat plus this (s)

@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from keeper.adapters import Preview
 from keeper.engine.fixedpoint import WAD
-from keeper.engine.margin import Margin, Portfolio, margin, max_fraction, outage_prices, penalty_for
+from keeper.engine.margin import Margin, Portfolio, liquidator_reward, margin, max_fraction, outage_prices
 from keeper.engine.params import RiskParams
 from keeper.engine.screen import Screen, WitnessKind
 
@@ -35,7 +35,7 @@ class Candidate:
     witness_kind: int  # WitnessKind value
     witness_scenario: int
     max_fraction: int  # WAD
-    expected_penalty: int  # USD WAD at `max_fraction`, MM as the witness
+    expected_penalty: int  # USD WAD the victim pays the liquidator at `max_fraction` (MM as the witness)
 
 
 def lens_witness(m: Margin) -> tuple[WitnessKind, int]:
@@ -119,7 +119,8 @@ def _exact(row: int, p: Portfolio, prices: Sequence[int], rp: RiskParams) -> Can
         return None
     f, _ = max_fraction(m.equity, m.maintenance, rp)
     kind, scenario = lens_witness(m)
-    return Candidate(row, m.equity, m.maintenance, int(kind), scenario, f, penalty_for(f, m.maintenance, rp))
+    reward = liquidator_reward(f, m.equity, m.maintenance, rp, 0, 0)
+    return Candidate(row, m.equity, m.maintenance, int(kind), scenario, f, reward)
 
 
 @dataclass(frozen=True)

@@ -103,9 +103,13 @@ def loss_mark(epoch: int, index: int) -> int:
 
 
 def scaled_cash(cash: int, snapshot: int, epoch: int = 0) -> int:
-    if cash <= 0 or snapshot == 0 or snapshot >> 64 != epoch:
+    """MarginAccount._scaled: an older epoch's balance scaled by 1 / 1e9 per rebase since (0 once wiped)."""
+    if cash <= 0 or snapshot == 0:
         return 0
-    return cash * SCALE // (snapshot & (2**64 - 1))
+    age = epoch - (snapshot >> 64)
+    if age >= mirror.LOSS_EPOCHS_WIPED:
+        return 0
+    return cash * SCALE // ((snapshot & (2**64 - 1)) * 10 ** (9 * age))
 
 
 def portfolio(stack: Any, account: Any, n: int | None = None) -> mirror.Portfolio:
@@ -232,6 +236,20 @@ def trade_wad(stack: Any, buyer: Any, seller: Any, asset: int, size: int, price:
 
 def set_price(stack: Any, asset: int, price_usd: str | int) -> None:
     stack.feeds[asset].setPrice(int(Decimal(str(price_usd)) * FEED), sender=stack.admin)
+
+
+def warp_funding(stack: Any, seconds: int = 3_600) -> None:
+    """Time passes (`seconds`) so that funding may move again (MAX_FUNDING_RATE: 1% of the price per hour
+    since the asset's last accrual, at most MAX_FUNDING_ELAPSED), every feed re-posted at its answer."""
+    from ape import chain
+
+    chain.pending_timestamp = chain.pending_timestamp + seconds
+    refresh_prices(stack)
+
+
+def max_funding_delta(stack: Any, asset: int, elapsed: int) -> int:
+    """MarginAccount.accrueFunding's bound: price * 1% * min(elapsed, 8 h) / 1 h (USD WAD, down)."""
+    return stack.margin.prices()[asset] * 10**16 * min(elapsed, 8 * 3_600) // (3_600 * WAD)
 
 
 def refresh_prices(stack: Any) -> None:
@@ -372,7 +390,7 @@ def predict_liquidation(
         return out
     max_f, close_in_full = mirror.max_fraction(equity, requirement, rp)
     taken = mirror.fraction_taken(fraction, equity, requirement, rp)
-    penalty = mirror.penalty_for(taken, requirement, rp)
+    penalty, shortfall = mirror.victim_share(mirror.penalty_for(taken, requirement, rp), equity)
     to_fund = mul_wad_down(penalty, rp.insurance_share)
 
     v_cash = vs.cash - pending_loss(m, vs.cash, vs.lossSnapshot, index, epoch)
@@ -426,12 +444,16 @@ def predict_liquidation(
         socialized = min(rest, total)
         if socialized > 0:
             nxt = index * (total - socialized) // total
-            if nxt < MIN_LOSS_INDEX:  # wipe-out: a new epoch, every balance of the old one charged in full
-                new_index, new_epoch = WAD, epoch + 1
-                excess = max(total - rest, 0)
-                socialized = total
-            else:
-                new_index = nxt
+            if nxt < MIN_LOSS_INDEX:  # precision rebase: x 1e9 per new epoch, value kept
+                scale = 1
+                while nxt < MIN_LOSS_INDEX and scale < 10**36:
+                    scale *= 10**9
+                    new_epoch += 1
+                    nxt = index * scale * (total - socialized) // total
+                if nxt < MIN_LOSS_INDEX:  # nothing left: every older balance is worth 0
+                    new_epoch += mirror.LOSS_EPOCHS_WIPED
+                    nxt = WAD
+            new_index = nxt
         bad_debt = {
             "covered": covered,
             "socialized": socialized,
@@ -440,8 +462,10 @@ def predict_liquidation(
         }
         fund += excess - covered
         v_cash = 0
+    reward = mirror.insurance_reward(shortfall, m.insuranceReward(), fund) if shortfall else 0
+    fund -= reward
     liquidator_loss = mirror.pending_loss_charge(l_cash, mark, new_index, new_epoch)
-    l_cash -= liquidator_loss + value - penalty + to_fund
+    l_cash -= liquidator_loss + value - penalty + to_fund - reward
 
     out.update(
         liquidatable=True,
@@ -450,6 +474,8 @@ def predict_liquidation(
         close_in_full=close_in_full,
         taken=taken,
         penalty=penalty,
+        shortfall=shortfall,
+        reward=reward,
         to_fund=to_fund,
         value=value,
         funding=funding,
@@ -488,6 +514,9 @@ def liquidate_checked(
         "penalty": pred["penalty"],
         "insuranceShare": pred["to_fund"],
     }
+    paid = [args(e) for e in logs(rc, m.InsuranceRewardPaid)]
+    assert paid == ([{"victim": _addr(victim), "liquidator": _addr(liquidator), "amount": pred["reward"]}]
+                    if pred["reward"] else [])
     settled = {(e.account, e.asset): e.amount for e in logs(rc, m.FundingSettled)}
     expected_settled = {(_addr(victim), i): a for i, a in pred["funding"]["victim"].items()}
     expected_settled.update({(_addr(liquidator), i): a for i, a in pred["funding"]["liquidator"].items()})

@@ -26,6 +26,7 @@ from margin_helpers import (
     logs,
     mint_approve,
     only,
+    reverts,
     set_price,
     trade_wad,
     witness,
@@ -64,10 +65,12 @@ def test_insurance_fund_covers_the_deficit(
     set_price(stack, 0, 900)
     assert assert_margin_matches(stack, alice).equity == -1_000 * WAD
     pred, _ = liquidate_checked(stack, alice, keeper, WAD // 2, CRASH)
-    # E <= 0: closed in full whatever was asked; deficit = 1,000 + penalty (5% of 2,700)
-    assert pred["taken"] == WAD and pred["penalty"] == 135 * WAD
-    assert pred["bad_debt"] == {"covered": 1_135 * WAD, "socialized": 0, "unbacked": 0, "lossIndex": WAD}
-    assert m.insuranceFund() == 5_000 * WAD - 1_135 * WAD + 27 * WAD
+    # E <= 0: closed in full whatever was asked; the victim pays none of the penalty (5% of 2,700), so the
+    # deficit is its own 1,000; the fund covers it, then pays the keeper min(135, insuranceReward = 100)
+    assert pred["taken"] == WAD and pred["penalty"] == 0 and pred["shortfall"] == 135 * WAD
+    assert pred["bad_debt"] == {"covered": 1_000 * WAD, "socialized": 0, "unbacked": 0, "lossIndex": WAD}
+    assert pred["reward"] == 100 * WAD
+    assert m.insuranceFund() == 5_000 * WAD - 1_000 * WAD - 100 * WAD
     assert m.lossPending() == 0 and m.unbackedDebt() == 0
     assert_ledger(stack, everyone)
 
@@ -83,35 +86,37 @@ def test_rest_is_socialised_over_positive_cash_and_charged_on_the_next_touch(
     set_price(stack, 0, 900)
 
     pred, _ = liquidate_checked(stack, alice, keeper, WAD, CRASH)
-    # the fund (300 + this liquidation's insurance share of 27) pays 327; 808 is spread over the 25,000 of
-    # positive cash (bob and carol): every unit of positive cash is now worth 1 - 808 / 25,000 of what it was
-    index = WAD * (25_000 - 808) // 25_000
-    assert index == WAD - 3_232 * WAD // 100_000
+    # the fund (300) pays 300 of the 1,000 deficit (no penalty: E < 0); 700 is spread over the 25,000 of
+    # positive cash (bob and carol): every unit of positive cash is now worth 1 - 700 / 25,000 of what it was;
+    # the keeper's reward would come from the fund only, which is empty now
+    index = WAD * (25_000 - 700) // 25_000
+    assert index == WAD - 28 * WAD // 1_000
+    assert pred["reward"] == 0
     assert pred["bad_debt"] == {
-        "covered": 327 * WAD,
-        "socialized": 808 * WAD,
+        "covered": 300 * WAD,
+        "socialized": 700 * WAD,
         "unbacked": 0,
         "lossIndex": index,
     }
-    assert m.lossPending() == 808 * WAD
+    assert m.lossPending() == 700 * WAD
     assert_ledger(stack, everyone)
 
     # not charged yet, but already out of equity
     assert m.accountState(bob.address).cash == 20_000 * WAD
-    assert assert_margin_matches(stack, bob).equity == 20_000 * WAD - 6_464 * WAD // 10
+    assert assert_margin_matches(stack, bob).equity == 20_000 * WAD - 560 * WAD
 
     # bob's next touch (a deposit) charges him 3.232% of his cash
     rc = deposit_cash_units(stack, bob, 1)
-    assert args(only(rc, m.LossCharged)) == {"account": bob.address, "amount": 6_464 * WAD // 10}
+    assert args(only(rc, m.LossCharged)) == {"account": bob.address, "amount": 560 * WAD}
     assert args(only(rc, m.CashUpdated)) == {
         "account": bob.address,
-        "cash": 20_000 * WAD - 6_464 * WAD // 10 + QUOTE_SCALE,
+        "cash": 20_000 * WAD - 560 * WAD + QUOTE_SCALE,
         "lossSnapshot": index,
     }
     # carol's (a withdrawal) charges her
     rc = m.withdrawCash(1_000 * USDC, carol.address, sender=carol)
-    assert args(only(rc, m.LossCharged)) == {"account": carol.address, "amount": 1_616 * WAD // 10}
-    assert m.accountState(carol.address).cash == 5_000 * WAD - 1_616 * WAD // 10 - 1_000 * WAD
+    assert args(only(rc, m.LossCharged)) == {"account": carol.address, "amount": 140 * WAD}
+    assert m.accountState(carol.address).cash == 5_000 * WAD - 140 * WAD - 1_000 * WAD
     assert m.lossPending() == 0
     # a second touch charges nothing more
     rc = deposit_cash_units(stack, bob, 1)
@@ -127,9 +132,9 @@ def test_unbacked_when_nobody_holds_cash(
     set_price(stack, 0, 900)
     assert m.insuranceFund() == 0
     pred, _ = liquidate_checked(stack, alice, keeper, WAD, CRASH)
-    # the fund holds only this liquidation's insurance share (27), which it pays first
-    assert pred["bad_debt"] == {"covered": 27 * WAD, "socialized": 0, "unbacked": 1_108 * WAD, "lossIndex": WAD}
-    assert m.unbackedDebt() == 1_108 * WAD and m.insuranceFund() == 0
+    # the victim pays no penalty (E < 0) and the fund is empty: the whole 1,000 is unbacked
+    assert pred["bad_debt"] == {"covered": 0, "socialized": 0, "unbacked": 1_000 * WAD, "lossIndex": WAD}
+    assert m.unbackedDebt() == 1_000 * WAD and m.insuranceFund() == 0
     assert m.lossIndex() == WAD and m.lossPending() == 0
     # the claims on the quote balance exceed it by exactly the unbacked debt
     assert_ledger(stack, everyone)
@@ -173,7 +178,7 @@ def _two_insolvencies(stack: Stack, maker: Any, alice: Any, bob: Any, carol: Any
     _underwater(stack, carol, maker)
     set_price(stack, 0, 900)
     first, _ = liquidate_checked(stack, alice, keeper, WAD, CRASH)
-    assert first["bad_debt"]["socialized"] == 1_108 * WAD  # 1,135 less the insurance share of 27
+    assert first["bad_debt"]["socialized"] == 1_000 * WAD  # its own deficit: the victim pays no penalty
     m.withdrawCash(m.accountState(keeper.address).cash // QUOTE_SCALE, keeper.address, sender=keeper)
     second, _ = liquidate_checked(stack, carol, keeper, WAD, CRASH)
     assert second["bad_debt"]["unbacked"] > 0  # it exceeded all positive cash
@@ -230,3 +235,84 @@ def test_losses_socialised_after_a_wipe_out_are_still_charged(
     assert m.lossPending() <= 10**6, (
         f"{m.lossPending() / WAD} of socialised loss is charged to nobody (lossIndex {m.lossIndex()})"
     )
+
+
+# ---------------------------------------------------------------- issue 10, classes 2 and 5
+
+
+def test_an_insolvent_books_penalty_is_never_charged_to_depositors(
+    stack: Stack, maker: Any, alice: Any, bob: Any, keeper: Any, everyone: list[Any]
+) -> None:
+    """Class 2: E = -1,000 and an empty insurance fund. The penalty (5% of 2,700 = 135) cannot be paid by
+    the victim; it used to deepen the deficit and be socialised: bob, the only depositor, paid 1,108 of
+    which 108 was the keeper's reward. Now the victim pays nothing of it, the empty fund nothing, and bob
+    exactly the victim's own deficit."""
+    m = stack.margin
+    deposit_cash_units(stack, bob, 100_000 * USDC)
+    _underwater(stack, alice, maker)
+    set_price(stack, 0, 900)
+    pred, _ = liquidate_checked(stack, alice, keeper, WAD, CRASH)
+    assert (pred["penalty"], pred["shortfall"], pred["reward"], pred["to_fund"]) == (0, 135 * WAD, 0, 0)
+    assert pred["bad_debt"] == {"covered": 0, "socialized": 1_000 * WAD, "unbacked": 0, "lossIndex": WAD * 99 // 100}
+    rc = deposit_cash_units(stack, bob, 1)
+    assert only(rc, m.LossCharged).amount == 1_000 * WAD
+    assert m.insuranceFund() == 0
+    assert_ledger(stack, everyone)
+
+
+def test_the_insurance_fund_pays_at_most_insurance_reward(
+    stack: Stack, maker: Any, alice: Any, bob: Any, keeper: Any, dave: Any, everyone: list[Any]
+) -> None:
+    """Class 2: what the fund pays toward a penalty the victim cannot pay is bounded by `insuranceReward`
+    (RISK_ADMIN_ROLE, at most MAX_INSURANCE_REWARD = $10,000) and paid only after the victim's deficit."""
+    m, admin = stack.margin, stack.admin
+    assert m.insuranceReward() == 100 * WAD  # the default
+    with reverts(m.AmountTooLarge, value=10_000 * WAD + 1, max=10_000 * WAD):
+        m.setInsuranceReward(10_000 * WAD + 1, sender=admin)
+    with pytest.raises(Exception):
+        m.setInsuranceReward(WAD, sender=bob)
+    m.setInsuranceReward(40 * WAD, sender=admin)
+    assert m.insuranceReward() == 40 * WAD
+    _underwater(stack, alice, maker)
+    _insure(stack, dave, 5_000)
+    set_price(stack, 0, 900)
+    pred, rc = liquidate_checked(stack, alice, keeper, WAD, CRASH)
+    assert pred["bad_debt"]["covered"] == 1_000 * WAD and pred["reward"] == 40 * WAD
+    assert args(only(rc, m.InsuranceRewardPaid))["amount"] == 40 * WAD
+    assert m.insuranceFund() == (5_000 - 1_000 - 40) * WAD
+    assert_ledger(stack, everyone)
+
+
+def _set_loss_index(stack: Stack, index: int) -> None:
+    """Writes lossIndex (slot 0: _params | lossIndex << 160 | lossEpoch << 224), as if earlier socialised
+    losses had taken all but index / 1e18 of a unit of cash held since launch."""
+    from ape import chain
+
+    addr = stack.margin.address
+    word = int.from_bytes(chain.provider.web3.eth.get_storage_at(addr, 0), "big")
+    word = (word & ~(((1 << 64) - 1) << 160)) | (index << 160)
+    chain.provider.make_request("anvil_setStorageAt", [addr, "0x0", "0x" + word.to_bytes(32, "big").hex()])
+
+
+def test_a_moderate_loss_after_earlier_losses_charges_its_share(
+    stack: Stack, maker: Any, alice: Any, bob: Any, keeper: Any, everyone: list[Any]
+) -> None:
+    """Class 5: after earlier losses (the index at 1.5e9), a 40% loss (1,000 of 2,500 of positive cash) took
+    the index below 1e9 and started a new epoch that charged bob 100% (2,500) and sent the 1,500 sliver to
+    the insurance fund. A rebase now keeps the value: bob is charged 40%, exactly, and the fund gets nothing."""
+    m = stack.margin
+    _set_loss_index(stack, 15 * 10**8)
+    assert m.lossIndex() == 15 * 10**8
+    deposit_cash_units(stack, bob, 2_500 * USDC)  # settled after the earlier losses
+    _underwater(stack, alice, maker)
+    set_price(stack, 0, 900)
+    pred, _ = liquidate_checked(stack, alice, keeper, WAD, CRASH)
+    assert pred["bad_debt"]["socialized"] == 1_000 * WAD
+    # 1.5e9 * 0.6, scaled by 1e9 (the scaled sum rounds down: a few wei of index)
+    assert m.lossEpoch() == 1 and 9 * 10**17 - 10 <= m.lossIndex() <= 9 * 10**17
+    assert m.insuranceFund() == 0
+    rc = deposit_cash_units(stack, bob, 1)
+    charged = only(rc, m.LossCharged).amount
+    assert 1_000 * WAD <= charged <= 1_000 * WAD + 10**10  # 40% (rounded up by wei), not 100%
+    assert -(10**6) <= m.lossPending() <= 0  # charges round up: never under-charged, over by wei
+    assert_ledger(stack, everyone)

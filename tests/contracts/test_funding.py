@@ -19,6 +19,7 @@ from margin_helpers import (
     reverts,
     trade_wad,
     wad,
+    warp_funding,
 )
 
 from keeper.engine.fixedpoint import div_wad_up
@@ -29,20 +30,25 @@ def test_accrue_funding_moves_the_index(stack: Stack) -> None:
     m, admin = stack.margin, stack.admin
     rc = m.accrueFunding(0, 7 * WAD, sender=admin)
     assert args(only(rc, m.FundingAccrued)) == {"asset": 0, "delta": 7 * WAD, "index": 7 * WAD}
+    warp_funding(stack)
     rc = m.accrueFunding(0, -3 * WAD - 1, sender=admin)
     assert args(only(rc, m.FundingAccrued)) == {"asset": 0, "delta": -3 * WAD - 1, "index": 4 * WAD - 1}
     assert [m.fundingIndex(i) for i in range(3)] == [4 * WAD - 1, 0, 0]
 
 
-def test_funding_step_is_bounded_by_one_percent_of_price(stack: Stack) -> None:
+def test_funding_step_is_bounded_by_one_percent_of_price_per_hour(stack: Stack) -> None:
+    """1% of the price per hour since the asset's last accrual (a never-accrued asset has the 8-hour cap)."""
     m, admin = stack.margin, stack.admin
-    assert m.MAX_FUNDING_STEP() == wad("0.01")
-    for asset, max_delta in ((0, 20 * WAD), (2, wad("1.5"))):
+    for asset, hourly in ((0, 20 * WAD), (2, wad("1.5"))):
+        max_delta = 8 * hourly  # never accrued: the whole 8-hour allowance
         for delta in (max_delta + 1, -max_delta - 1):
             with reverts(m.FundingStepTooLarge, asset=asset, delta=delta, maxDelta=max_delta):
                 m.accrueFunding(asset, delta, sender=admin)
         m.accrueFunding(asset, max_delta, sender=admin)
-        m.accrueFunding(asset, -max_delta, sender=admin)
+        warp_funding(stack, 3_600)
+        with reverts(m.FundingStepTooLarge, asset=asset, delta=-hourly - 1, maxDelta=hourly):
+            m.accrueFunding(asset, -hourly - 1, sender=admin)
+        m.accrueFunding(asset, -hourly, sender=admin)
     with reverts(m.UnknownAsset, asset=3):
         m.accrueFunding(3, 1, sender=admin)
 
@@ -84,6 +90,7 @@ def test_funding_settles_on_touch_rounded_against_the_account(
     assert logs(rc, m.FundingSettled) == []
 
     # a negative rate: shorts pay
+    warp_funding(stack)
     m.accrueFunding(0, -5 * WAD, sender=admin)
     q2 = m.accountState(alice.address).size[0]
     rc = trade_wad(stack, maker, alice, 0, wad("0.002"), 2_000 * WAD)
@@ -111,3 +118,20 @@ def test_unsettled_funding_counts_against_withdrawals(stack: Stack, maker: Any, 
         m.withdrawCash(free + 1, alice.address, sender=alice)
     m.withdrawCash(free, alice.address, sender=alice)
     assert m.accountState(alice.address).cash == 10_000 * WAD - free * QUOTE_SCALE  # still unsettled
+
+
+def test_funding_cannot_be_repeated_without_time_passing(stack: Stack) -> None:
+    """Issue 10 class 6: FUNDING_ROLE moved the index 90 times in one go (1% each). The bound is per elapsed
+    time: after the 8-hour allowance is spent, the next update may move only what the seconds since allow,
+    and a long pause is not spent in one shot (capped at 8 hours)."""
+    m, admin = stack.margin, stack.admin
+    hourly = 20 * WAD  # 1% of $2,000
+    m.accrueFunding(0, 8 * hourly, sender=admin)
+    for _ in range(3):
+        with reverts(m.FundingStepTooLarge, asset=0, delta=hourly):
+            m.accrueFunding(0, hourly, sender=admin)
+    warp_funding(stack, 3 * 86_400)  # three days: still 8 hours' worth at most
+    with reverts(m.FundingStepTooLarge, asset=0, delta=8 * hourly + 1, maxDelta=8 * hourly):
+        m.accrueFunding(0, 8 * hourly + 1, sender=admin)
+    m.accrueFunding(0, -8 * hourly, sender=admin)
+    assert m.fundingIndex(0) == 0

@@ -86,14 +86,20 @@ def test_preview_names_the_largest_component_and_the_liquidation_matches(
     assert as_mirror(p.margin) == expected
     assert p.requirement == expected.maintenance
     assert p.maxFraction == mirror.max_fraction(expected.equity, expected.maintenance, rp)[0]
-    assert p.penalty == mirror.penalty_for(p.maxFraction, expected.maintenance, rp)
+    # what the liquidator earns: the victim's part of the penalty (at most max(E, 0)) less the fund's share,
+    # plus the insurance fund's capped reward when the victim cannot pay it
+    m = stack.margin
+    assert p.penalty == mirror.liquidator_reward(
+        p.maxFraction, expected.equity, expected.maintenance, rp, m.insuranceFund(), m.insuranceReward()
+    )
     if book == "scenario":
         assert expected.worst_scenario == 1 and expected.stress > expected.value_at_risk
     if book == "floor":
         assert expected.value_at_risk == expected.stress == 0 < expected.equity
 
     pred, _ = liquidate_checked(stack, account, keeper, p.maxFraction, witness)
-    assert (pred["taken"], pred["requirement"], pred["penalty"]) == (p.maxFraction, p.requirement, p.penalty)
+    assert (pred["taken"], pred["requirement"]) == (p.maxFraction, p.requirement)
+    assert pred["penalty"] - pred["to_fund"] + pred["reward"] == p.penalty  # the liquidator's reward, as previewed
 
 
 def test_preview_of_healthy_accounts(stack: Stack, books: dict[str, Any], maker: Any) -> None:

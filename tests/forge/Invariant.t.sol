@@ -19,7 +19,7 @@ import {
     LiquidationPreview
 } from "../../contracts/interfaces/IMarginTypes.sol";
 import {SpecMath} from "./utils/SpecMath.sol";
-import {Test, FuzzSelector, console} from "./utils/Test.sol";
+import {Test, FuzzSelector, console, Vm} from "./utils/Test.sol";
 import {Fixture} from "./utils/Fixture.sol";
 
 /// @dev Private keys of the campaign's signers: actor k, the maker, and the operator every actor and the maker
@@ -80,6 +80,8 @@ contract Handler is Test {
     bool public ghostFillMismatch; // (h) an order filled beyond its signed size, or on-chain fills != ghost fills
     bool public ghostThirdPartyDeposit; // (i) somebody added collateral to an account that did not authorise it
     bool public ghostUnliquidatable; // (j) an account liquidatable through a feed outage could not be liquidated
+    bool public ghostRewardSocialised; // a liquidation's deficit exceeded the victim's own, or the fund paid
+    // more than insuranceReward / its balance, or funding moved beyond (or not up to) its time bound
     string public ghostDetail; // what the first violation was
 
     // ---------------------------------------------------------------- ghosts: statistics
@@ -474,10 +476,94 @@ contract Handler is Test {
     function accrueFunding(uint256 assetSeed, uint256 deltaSeed) external {
         _begin();
         uint256 i = assetSeed % N;
-        int256 maxDelta = int256(lens.prices()[i] * margin.MAX_FUNDING_STEP() / WAD);
+        int256 maxDelta = int256(_maxFunding(i));
         int256 delta = bound(int256(deltaSeed), -maxDelta, maxDelta);
         margin.accrueFunding(i, delta);
+        lastFundingAt[i] = block.timestamp;
         ++nFunding;
+    }
+
+    // ---------------------------------------------------------------- issue 10 (classes 2, 6): self-contained
+
+    /// @dev the handler's record of each asset's last accrual (MarginAccount keeps it internal)
+    uint256[N] internal lastFundingAt;
+    uint256 public nFundingAtBound;
+
+    /// @dev MarginAccount.accrueFunding's bound: price * 1% per hour since the last accrual, at most 8 hours
+    function _maxFunding(uint256 i) internal view returns (uint256) {
+        uint256 elapsed = Math.min(block.timestamp - lastFundingAt[i], 8 hours);
+        return Math.mulDiv(lens.prices()[i], 0.01e18 * elapsed, 1 hours * WAD);
+    }
+
+    /// @notice Time passes, then funding moves by the largest amount allowed (either sign), after one more
+    /// wei was refused.
+    function fundingAtBound(uint256 assetSeed, uint256 dtSeed, bool up) external {
+        _begin();
+        _advance(bound(dtSeed, 1, 3000));
+        uint256 i = assetSeed % N;
+        int256 maxDelta = int256(_maxFunding(i));
+        int256 over = up ? maxDelta + 1 : -maxDelta - 1;
+        try margin.accrueFunding(i, over) {
+            _flagReward("funding beyond its time bound accepted", i, over, maxDelta);
+        } catch {}
+        try margin.accrueFunding(i, up ? maxDelta : -maxDelta) {
+            lastFundingAt[i] = block.timestamp;
+            ++nFundingAtBound;
+        } catch {
+            _flagReward("funding at its time bound refused", i, maxDelta, maxDelta);
+        }
+    }
+
+    /// @dev Before a liquidation: the fund and its cap
+    function _rewardBefore() internal returns (int256 fund, uint256 cap) {
+        vm.recordLogs();
+        return (margin.insuranceFund(), margin.insuranceReward());
+    }
+
+    /// @dev After a liquidation with pre-liquidation equity `e0`: the deficit covered, socialised or unbacked
+    /// never exceeds the victim's own (-min(E, 0), plus a few wei of funding rounding): no penalty is ever
+    /// socialised; and the fund's reward is at most its cap and its balance before.
+    function _rewardAfter(int256 e0, int256 fund0, uint256 cap) internal {
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        bytes32 badDebt = keccak256("BadDebt(address,uint256,uint256,uint256,uint256)");
+        bytes32 reward = keccak256("InsuranceRewardPaid(address,address,uint256)");
+        bytes32 liquidated =
+            keccak256("Liquidated(address,address,uint8,uint256,uint256,uint256,int256,uint256,uint256)");
+        uint256 ownDeficit = e0 < 0 ? uint256(-e0) : 0;
+        for (uint256 k; k < logs.length; ++k) {
+            if (logs[k].emitter != address(margin)) continue;
+            bytes32 t = logs[k].topics[0];
+            if (t == liquidated) {
+                // the fund takes the victim's insurance share first: the reward may come out of it too
+                (,,,,,, uint256 share) =
+                    abi.decode(logs[k].data, (uint8, uint256, uint256, uint256, int256, uint256, uint256));
+                fund0 += int256(share);
+            } else if (t == badDebt) {
+                (uint256 covered, uint256 socialized, uint256 unbacked,) =
+                    abi.decode(logs[k].data, (uint256, uint256, uint256, uint256));
+                if (covered + socialized + unbacked > ownDeficit + 2 * N) {
+                    _flagReward("deficit beyond the victim's own", covered, socialized + unbacked, ownDeficit);
+                }
+            } else if (t == reward) {
+                uint256 amount = abi.decode(logs[k].data, (uint256));
+                if (amount > cap || fund0 <= 0 || amount > uint256(fund0)) {
+                    _flagReward("insurance reward over its bound", amount, cap, uint256(fund0 > 0 ? fund0 : int256(0)));
+                }
+                ++nInsuranceRewards;
+            }
+        }
+    }
+
+    uint256 public nInsuranceRewards;
+
+    function _flagReward(string memory what, uint256 a, int256 b, int256 c) internal {
+        if (ghostRewardSocialised) return;
+        ghostRewardSocialised = true;
+        ghostDetail = string.concat(what, " ", _u(a), " ", _i(b), " ", _i(c));
+    }
+
+    function _flagReward(string memory what, uint256 a, uint256 b, uint256 c) internal {
+        _flagReward(what, a, int256(b), int256(c));
     }
 
     /// @notice Time passes (less than a heartbeat; every feed is re-posted) and every price drifts by up to 6%.
@@ -905,9 +991,11 @@ contract Handler is Test {
             (x.maxF, x.full) =
                 SpecMath.maxFraction(x.m0.equity, x.req, rp.penalty, rp.targetHealth, rp.closeFactor, rp.dust);
         }
+        (int256 fund0, uint256 cap) = _rewardBefore();
         vm.prank(liquidator);
         try margin.liquidate(victim, fraction, w) returns (uint256 taken) {
             ++nLiquidations;
+            _rewardAfter(x.m0.equity, fund0, cap);
             _afterLiquidation(x, taken);
         } catch {
             if (x.provable) ++nValidRefused;
@@ -1162,7 +1250,7 @@ contract InvariantTest is Fixture {
         }
 
         targetContract(address(handler));
-        bytes4[] memory sel = new bytes4[](16);
+        bytes4[] memory sel = new bytes4[](17);
         sel[0] = Handler.depositCash.selector;
         sel[1] = Handler.withdrawCash.selector;
         sel[2] = Handler.depositCollateral.selector;
@@ -1179,6 +1267,7 @@ contract InvariantTest is Fixture {
         sel[13] = Handler.feedOutage.selector;
         sel[14] = Handler.changeRiskParamsBounded.selector;
         sel[15] = Handler.hostileTrade.selector;
+        sel[16] = Handler.fundingAtBound.selector;
         targetSelector(FuzzSelector(address(handler), sel));
     }
 
@@ -1230,6 +1319,7 @@ contract InvariantTest is Fixture {
         assertTrue(handler.ordersConsistent(), string.concat("(h) fills ", d));
         assertFalse(handler.ghostThirdPartyDeposit(), string.concat("(i) ", d));
         assertFalse(handler.ghostUnliquidatable(), string.concat("(j) ", d));
+        assertFalse(handler.ghostRewardSocialised(), string.concat("(k) reward socialised ", d));
     }
 
     /// @dev (a) quote balance * quoteScale == sum(cash) - sum(costBasis) + insuranceFund + fundingPool
@@ -1360,7 +1450,10 @@ contract LiquidationScenariosTest is Fixture {
         LiquidationPreview memory pv = lens.previewLiquidation(victim);
         assertTrue(pv.liquidatable, "victim should be liquidatable");
         (RiskParams memory rp,) = lens.riskParams();
-        uint256 toFund = pv.penalty * rp.insuranceShare / WAD;
+        // the lens's `penalty` is what the liquidator earns (net of the share); the victim pays pi * f * R_w here
+        uint256 penalty = rp.penalty * pv.maxFraction / WAD * pv.requirement / WAD;
+        uint256 toFund = penalty * rp.insuranceShare / WAD;
+        assertEq(pv.penalty, penalty - toFund, "preview: the liquidator's reward");
         assertGt(toFund, 0, "insurance share");
 
         int256 pairBefore = _equity(victim) + _equity(sybil);
