@@ -185,7 +185,7 @@ def penalty_for(fraction: int, requirement: int, rp: RiskParams) -> int:
 
 
 def victim_share(penalty: int, eq: int) -> tuple[int, int]:
-    """What the victim pays of `penalty` (at most max(E, 0)) and the shortfall (LiquidationMath.victimShare)."""
+    """What the victim pays of `penalty` (at most max(E, 0)), the shortfall (LiquidationMath.victimShare)."""
     paid = min(penalty, max(eq, 0))
     return paid, penalty - paid
 

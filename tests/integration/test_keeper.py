@@ -364,8 +364,8 @@ def test_stale_oracle_stops_liquidating_loudly(base: BaseChain, chain: Any, tmp_
 
 
 def test_a_feed_outage_is_liquidated_through(base: BaseChain, chain: Any, tmp_path: Path) -> None:
-    """Issue 10, class 1: ETH's feed stays out (stale for over a day past its heartbeat). The chain values ETH at
-    the outage price (the last answer moved by ETH's worst scenario fall); the keeper mirrors the rule,
+    """Issue 10, class 1: ETH's feed stays out (stale for over a day past its heartbeat). The chain values ETH
+    at the outage price (the last answer moved by ETH's worst scenario fall); the keeper mirrors the rule,
     finds the holders liquidatable at it, and liquidates them until the chain's preview finds none left."""
     node, stack = chain
     cfg = settings(tmp_path, [node.url], base.deployment)
