@@ -994,21 +994,24 @@ def open_accounts(
         done = 0
         for lo in range(0, len(specs), batch):
             idx = range(lo, min(lo + batch, len(specs)))
-            # round 1: gas money, authorisations, deposits
+            # round 1: gas money, authorisations (mined before any deposit: the admin deposits collateral
+            # as each account's operator, and a bulk round may span blocks in any order across senders)
             stack.rpc.batch([("anvil_setBalance", [addresses[k], hex(10**18)]) for k in idx])
+            txs = [
+                {
+                    "from": addresses[k],
+                    "to": margin,
+                    "data": enc_op(stack.admin, True),
+                    "gas": hex(GAS["setOperator"]),
+                }
+                for k in idx
+            ]
+            _send_bulk(stack, txs, [f"account {k} setOperator" for k in idx])
+            # round 2: deposits
             txs, labels = [], []
             for k in idx:
                 cash, deposits, _ = rows[k]
                 a = addresses[k]
-                txs.append(
-                    {
-                        "from": a,
-                        "to": margin,
-                        "data": enc_op(stack.admin, True),
-                        "gas": hex(GAS["setOperator"]),
-                    }
-                )
-                labels.append(f"account {k} setOperator")
                 if cash:
                     txs.append(stack.tx(margin, enc_cash(a, cash), gas=GAS["depositCash"]))
                     labels.append(f"account {k} depositCash")
@@ -1017,7 +1020,7 @@ def open_accounts(
                         txs.append(stack.tx(margin, enc_col(a, i, amount), gas=GAS["depositCollateral"]))
                         labels.append(f"account {k} depositCollateral asset {i}")
             _send_bulk(stack, txs, labels)
-            # round 2: trades against the market maker
+            # round 3: trades against the market maker
             txs, labels = [], []
             for k in idx:
                 for i, q in enumerate(rows[k][2]):
