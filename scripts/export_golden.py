@@ -4,7 +4,8 @@ Each case is a raw account state (cash, collateral, size, cost basis per asset, 
 the exact integer mirror (keeper/engine/margin.py) computes for it at the given prices and parameters;
 each sizing case an (equity, requirement) pair with the liquidation sizing. The contract tests load the
 states into contracts/mocks/RiskEngineHarness.sol (the production margin code path) and check every
-figure to the wei: tests/contracts/test_golden.py (anvil) and tests/forge/Golden.t.sol (forge).
+figure to the wei: tests/contracts/test_golden.py (anvil); tests/unit/test_golden_sync.py checks that the
+committed file is what the engine computes now.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ pragma solidity ^0.8.24;
 
 import {WadMath} from "./WadMath.sol";
 
-/// @title Liquidation sizing, pure (DESIGN.md section 2)
+/// @title Liquidation sizing, pure (README.md, "The margin model")
 /// @notice A pro-rata slice f cuts every component by f while equity falls only by the penalty pi*f*R, so the
 /// health h = E/R rises whenever h > pi; f* = (h* - h) / (h* - pi) restores the target health h*.
 library LiquidationMath {

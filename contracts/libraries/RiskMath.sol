@@ -4,7 +4,7 @@ pragma solidity ^0.8.24;
 import {Params, ParamsLib} from "./ParamsLib.sol";
 import {WadMath} from "./WadMath.sol";
 
-/// @title The margin formulas of DESIGN.md section 2, pure
+/// @title The margin formulas (README.md, "The margin model"), pure
 /// @notice Requirements round up, equity rounds down. Parameters are WAD; exposures come in exact, as
 /// USD WAD^2 (e_i * WAD = (b_i + q_i) p_i), so each requirement rounds up once, at the end: a gaining leg's
 /// gain is never rounded in the account's favour.

@@ -3,7 +3,7 @@
 Reads are raw `eth_call`s encoded with eth_abi against the lens's batch views (`market`,
 `accountStates`, `previewLiquidations`, `riskParams`): one round trip for the global state and one per
 `batch` accounts, with no web3 contract layer in the hot path. The ABI strings below are checked against
-the compiled artifacts by tests/integration/test_keeper_adapter.py.
+the compiled artifacts by tests/unit/test_adapter_abi.py.
 """
 
 from __future__ import annotations

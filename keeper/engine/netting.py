@@ -1,6 +1,6 @@
 """The netting engine's fast path: cross-margin health of the whole book at once, in float64.
 
-Same formulas as the integer mirror (keeper/engine/margin.py, DESIGN.md section 2), over arrays of
+Same formulas as the integer mirror (keeper/engine/margin.py; README.md, "The margin model"), over arrays of
 accounts x assets, with no Python loop over accounts. It is a screen, never the decision: accounts near
 health 1 go to the exact integer path (keeper/engine/screen.py proves how near is near).
 

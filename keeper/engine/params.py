@@ -1,4 +1,4 @@
-"""Risk parameters of the margin spec (DESIGN.md section 2) as integers, and how to build them.
+"""Risk parameters of the margin spec (README.md, "The margin model") as integers, and how to build them.
 
 `RiskParams` mirrors the Solidity struct (contracts/interfaces/IMarginTypes.sol) field by field, with the
 stress scenarios alongside (the contract stores them apart). Everything is WAD except as noted.

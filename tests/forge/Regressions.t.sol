@@ -4,7 +4,7 @@ pragma solidity ^0.8.24;
 import {Margin, LiquidationPreview} from "../../contracts/interfaces/IMarginTypes.sol";
 import {Fixture} from "./utils/Fixture.sol";
 
-/// @notice Minimal reproductions of two findings of the invariant campaign against DESIGN.md section 2 and the
+/// @notice Minimal reproductions of two findings of the invariant campaign against the margin model (README.md) and the
 /// MarginAccount NatSpec; both failed before commit 7b0ddd5 and are kept as regression tests.
 contract RegressionsTest is Fixture {
     address internal victim = address(0xA11CE);

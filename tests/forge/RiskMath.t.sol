@@ -52,7 +52,7 @@ contract EngineHarness is RiskEngine {
     }
 }
 
-/// @notice Fuzz tests of the pure margin math (DESIGN.md section 2) at the documented input bounds:
+/// @notice Fuzz tests of the pure margin math (README.md, "The margin model") at the documented input bounds:
 /// units <= 1e27, prices <= 1e27, |L| <= 2e18, shocks in [-1e18, 10e18], z <= 10e18, n <= 16.
 /// Exact values are computed independently (512-bit where a product can exceed 256 bits).
 contract RiskMathTest is Test {

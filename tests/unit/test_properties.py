@@ -1,4 +1,4 @@
-"""Properties of the margin model (DESIGN.md section 2), on the integer mirror and on the float path.
+"""Properties of the margin model (README.md, "The margin model"): the integer mirror and the float path.
 
 - Netting never charges more than the isolated model. On the integer path this holds EXACTLY, rounding
   included (no wei of slack): every component is subadditive over the legs and every rounding is a ceiling,

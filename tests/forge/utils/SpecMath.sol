@@ -3,7 +3,7 @@ pragma solidity ^0.8.24;
 
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 
-/// @title Independent reference of DESIGN.md section 2 (integer, same rounding as the spec), written from the
+/// @title Independent reference of the margin model in README.md (integer, same rounding as the spec), written from the
 /// spec and not from the contracts, so the tests do not share code (or bugs) with the implementation.
 /// Requirements round up (magnitudes away from zero), equity rounds down.
 library SpecMath {
