@@ -62,6 +62,7 @@ from keeper.engine.calibration import (
 )
 from keeper.engine.params import MAX_SCENARIOS, RiskParams
 from keeper.errors import ExecutionReverted, ParamsError, PriceDataError
+from keeper.revert import decode_args
 from keeper.riskfile import (
     StepViolation,
     clamp_step,
@@ -92,24 +93,6 @@ def selector(signature: str) -> bytes:
 PROPOSE_SELECTOR = selector(PROPOSE_SIGNATURE)
 RISK_PARAMS_SELECTOR = selector("riskParams()")
 PENDING_PARAMS_SELECTOR = selector("pendingRiskParams()")
-
-# revert reasons the risk-admin path can answer with (contracts/interfaces/IMarginAccount.sol, OpenZeppelin)
-_ERRORS: dict[bytes, tuple[str, list[str]]] = {
-    selector(f"{name}({','.join(types)})"): (name, types)
-    for name, types in (
-        ("ParamStepTooLarge", ["bytes32", "uint256", "int256", "int256"]),
-        ("InvalidParam", ["bytes32", "uint256"]),
-        ("FeedDecimalsMismatch", ["uint256", "uint8", "uint8"]),
-        ("FeedUnreadable", ["uint256", "address"]),
-        ("FeedPriceUnavailable", ["uint256", "address", "int256"]),
-        ("FeedPriceMismatch", ["uint256", "address", "uint256", "uint256"]),
-        ("NoRiskParams", []),
-        ("NoPendingParams", []),
-        ("ParamsNotReady", ["uint256"]),
-        ("AccessControlUnauthorizedAccount", ["address", "bytes32"]),
-        ("Error", ["string"]),
-    )
-}
 
 # the contract's names of the scalars (checkStep reports these in ParamStepTooLarge.field)
 CONTRACT_NAMES = {
@@ -561,15 +544,12 @@ def _hex_bytes(data: object) -> bytes | None:
 
 
 def decode_revert(data: object) -> tuple[str, tuple[Any, ...]] | None:
-    """(error name, arguments) of the risk-admin path's custom errors, or None when unknown."""
-    raw = _hex_bytes(data)
-    if raw is None or len(raw) < 4 or raw[:4] not in _ERRORS:
+    """(error name, arguments) of a revert (keeper.revert's table of the protocol's errors), with bytes32
+    field names as text; None when unknown."""
+    decoded = decode_args(data)
+    if decoded is None:
         return None
-    name, types = _ERRORS[raw[:4]]
-    try:
-        args = tuple(abi_decode(types, raw[4:]))
-    except Exception:  # malformed revert data reads as unknown
-        return None
+    name, args = decoded
     return name, tuple(a.rstrip(b"\0").decode(errors="replace") if isinstance(a, bytes) else a for a in args)
 
 

@@ -91,6 +91,25 @@ def decode(raw: bytes, table: ErrorTable | None = None) -> str | None:
     return f"{name}({args})"
 
 
+def decode_args(data: object, table: ErrorTable | None = None) -> tuple[str, tuple[Any, ...]] | None:
+    """(name, arguments) of revert data: a known custom error or `Error(string)`; None when it is not revert
+    data, the selector is unknown or the arguments do not decode. `table` as in `error_name`."""
+    raw = _bytes(data) if isinstance(data, str | bytes) else None
+    if raw is None or len(raw) < 4:
+        return None
+    errors = error_table() if table is None else table
+    sel, body = raw[:4], raw[4:]
+    try:
+        if sel == ERROR_STRING:
+            return "Error", tuple(abi_decode(["string"], body))
+        known = errors.get(sel)
+        if known is None:
+            return None
+        return known[0], tuple(abi_decode(list(known[1]), body))
+    except Exception:  # undecodable arguments
+        return None
+
+
 def describe(data: object) -> str | None:
     """Revert data as `Name(arg=value, ...)`, `Error('msg')`, `Panic(0x11)`, or only the name when a known
     error's arguments do not decode; None when it is not revert data or the selector is unknown (the

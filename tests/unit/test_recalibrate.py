@@ -534,6 +534,16 @@ def test_decode_revert() -> None:
     assert decode_revert(exc.data) == ("InvalidParam", ("oracles", 2))
     assert decode_revert("0xdeadbeef") is None
     assert decode_revert(None) is None
+    # the one table of the protocol's errors (keeper.revert): a step error, its field as text; Error(string)
+    step = keccak(text="ParamStepTooLarge(bytes32,uint256,int256,int256)")[:4] + abi_encode(
+        ["bytes32", "uint256", "int256", "int256"], [b"gamma", 0, 10**17, 3 * 10**17]
+    )
+    assert decode_revert(step) == ("ParamStepTooLarge", ("gamma", 0, 10**17, 3 * 10**17))
+    assert decode_revert(keccak(text="Error(string)")[:4] + abi_encode(["string"], ["no"])) == (
+        "Error",
+        ("no",),
+    )
+    assert decode_revert(step[:10]) is None  # undecodable arguments
 
 
 def test_keep_scenarios_recomputes_only_l() -> None:
