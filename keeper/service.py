@@ -242,9 +242,10 @@ class Keeper:
             self.state.last_prices = prices_wad
         sc = self.state.screen
         st = stats(sc, self.settings.warning_health)
-        excluded = self._excluded(stale, head)
+        busy = self._busy(head)
+        excluded = busy | self.book.holds(stale)
         cands = candidates(sc, self.book.portfolios, prices_wad, self.state.params, exclude=excluded)
-        cands += self._outage_candidates(market, prices_wad, excluded)
+        cands += self._outage_candidates(market, prices_wad, busy)
         engine_ms = (time.perf_counter() - te) * 1e3
 
         previews: list[Preview] = []
@@ -380,21 +381,21 @@ class Keeper:
         )
 
     def _outage_candidates(
-        self, market: MarketState, prices_wad: Sequence[int], excluded: np.ndarray
+        self, market: MarketState, prices_wad: Sequence[int], busy: np.ndarray
     ) -> list[Candidate]:
         """Holders of an asset whose feed is out, liquidatable at the chain's outage prices (OracleLib's
-        outage rule); rows in flight or cooling down stay out."""
+        outage rule); `busy` rows (in flight or cooling down) stay out."""
         rp = self.state.params
         assert rp is not None
         outage = outage_assets(market.prices, market.answers, market.updated_at, market.timestamp, rp)
         if not outage:
             return []
-        busy = self._excluded([], market.block)
         rows = [int(r) for r in np.flatnonzero(self.book.holds(outage) & ~busy)]
         return outage_candidates(rows, self.book.portfolios, prices_wad, market.answers, outage, rp)
 
-    def _excluded(self, stale: Sequence[int], head: int) -> np.ndarray:
-        out = self.book.holds(list(stale))
+    def _busy(self, head: int) -> np.ndarray:
+        """Rows with a liquidation in flight or cooling down at `head` (expired cooldowns are dropped)."""
+        out = np.zeros(len(self.book), dtype=bool)
         busy = self.executor.in_flight()
         for account, until in list(self.state.cooldown.items()):
             if until <= head:
