@@ -4,8 +4,8 @@ unliquidatable for as long as the feed stayed out.
 - Only the account (or its operator) adds collateral to it: a third party can no longer put one unit of an
   asset whose feed is out into somebody else's book to shield it from liquidation or freeze its withdrawals.
 - Liquidation goes through an outage of one asset's feed (OracleLib's outage rule): once the feed is out
-  (stale for over a day past its heartbeat, at a circuit-breaker bound, incomplete, non-positive), the asset is
-  valued at the last answer moved against the holder by the asset's most adverse scenario shock. A stale
+  (stale for over a day past its heartbeat, at a circuit-breaker bound, incomplete, non-positive), the asset
+  is valued at the last answer moved against the holder by the asset's most adverse scenario shock. A stale
   answer within a day past its heartbeat is a blip and still reverts (the oracle_outage scenario: a 12-hour
   outage liquidated blind cost $133k of bad debt against $1.1k without the rule, over 4 paths).
 """
@@ -23,6 +23,7 @@ from margin_helpers import (
     chain_params,
     deposit_cash_units,
     deposit_collateral_units,
+    held_prices,
     mint_approve,
     only,
     portfolio,
@@ -58,18 +59,11 @@ def _stale_round(s: Stack, chain: Any, asset: int, age: int, price: float) -> No
 
 
 def _outage_prices(s: Stack, alice: Any, asset: int, answer: int) -> list[int]:
-    """The prices liquidation reads for alice: the feeds, and `asset` at its outage price for her side."""
+    """The prices liquidation reads for alice: the feeds (margin_helpers.held_prices), and `asset` at its
+    outage price for her side (the keeper's mirror, margin.outage_prices)."""
     p = portfolio(s, alice)
-    prices = []
-    rp = chain_params(s)
-    for i, feed in enumerate(s.feeds[: rp.n]):
-        if p.collateral[i] == 0 and p.size[i] == 0 and p.cost_basis[i] == 0:
-            prices.append(0)
-        elif i == asset:
-            prices.append(mirror.outage_price(answer, rp, i, p.collateral[i] + p.size[i] > 0))
-        else:
-            prices.append(feed.latestRoundData()[1] * 10 ** (18 - feed.decimals()))
-    return prices
+    answers = [answer if i == asset else 0 for i in range(len(p.size))]
+    return mirror.outage_prices(p, held_prices(s, p), answers, [asset], chain_params(s))
 
 
 # ------------------------------------------------------------------------------- deposits
