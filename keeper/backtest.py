@@ -58,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--apc", choices=APC_TOOLS, default="floor", help="anti-procyclicality tool")
     ap.add_argument("--apc-weight", type=float, default=0.25, help="buffer / stressed weight (>= 0.25)")
     ap.add_argument("--apc-lookback", type=int, default=3650, help="long-run lookback in rows")
+    ap.add_argument(
+        "--residuals",
+        choices=["effective", "ewma"],
+        default="effective",
+        help="FHS residuals over the anti-procyclical volatility (default) or the raw EWMA one",
+    )
     ap.add_argument("--components", choices=("mm", "var"), default="mm", help="backtest MM (default) or VaR")
     ap.add_argument("--warmup", type=int, default=365, help="returns before the first start (default 365)")
     ap.add_argument("--step", type=int, help="rows between starts (default: the horizon)")
@@ -391,6 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             apc=args.apc,
             apc_weight=args.apc_weight,
             apc_lookback=args.apc_lookback,
+            residuals=args.residuals,
         )
         cfg = BacktestConfig(spec=spec, components=args.components, warmup=args.warmup, step=args.step)
         if args.books:

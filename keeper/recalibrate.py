@@ -142,6 +142,10 @@ class RecalibrationSettings(BaseModel):
         default="floor", description="anti-procyclicality tool (EMIR Art. 28)"
     )
     apc_weight: float = Field(default=0.25, ge=0.25, le=1, description="buffer / stressed-period weight")
+    residuals: Literal["effective", "ewma"] = Field(
+        default="effective",
+        description="FHS residuals over the anti-procyclical volatility or the raw EWMA (docs/risk-model.md)",
+    )
     keep_scalars: bool = Field(
         default=True,
         description="keep every non-covariance parameter (scalars, weights) from the current ones; "
@@ -397,6 +401,7 @@ def recalibrate(
         apc=cfg.apc,
         apc_weight=cfg.apc_weight,
         max_scenarios=cfg.max_scenarios,
+        residuals=cfg.residuals,
     )
     cal = calibrate(sampled, names, spec=spec, timestamps=grid, psd=cfg.psd, z=cfg.z)
     new = replace(cal.params, oracles=current.oracles)

@@ -55,8 +55,8 @@ def long_run_vols(returns: FloatArray, lookback: int) -> FloatArray:
 def effective_vols(
     sigma: FloatArray, returns: FloatArray, ewma_vols: FloatArray, apc: Apc
 ) -> tuple[FloatArray, FloatArray]:
-    """(sigma_eff, the long-run or stressed reference) per asset. `returns` (T, n) and `ewma_vols` (T, n),
-    the EWMA volatility after each return, end at the calibration date."""
+    """(sigma_eff, the long-run or stressed reference) per asset. `returns` (T, n) and `ewma_vols` (T, m),
+    the settled EWMA volatilities (the burn-in left out by the caller), end at the calibration date."""
     s = np.asarray(sigma, dtype=np.float64)
     if apc.tool == "none":
         return s, s
@@ -68,3 +68,27 @@ def effective_vols(
         return np.maximum(s, ref), ref
     up = 1.0 + apc.weight
     return np.maximum(s, np.minimum(up * s, up * ref)), ref
+
+
+def effective_vols_path(returns: FloatArray, ewma_vols: FloatArray, apc: Apc, settle: int) -> FloatArray:
+    """(T, n): `sigma_eff` after each return k from returns 0..k only, `effective_vols` at every date at
+    once (the EWMA volatility after return k is `ewma_vols[k]`; the stressed tool's maximum leaves out the
+    first `settle` estimates, as `calibration.tail_model` does)."""
+    r = np.asarray(returns, dtype=np.float64)
+    v = np.asarray(ewma_vols, dtype=np.float64)
+    T = r.shape[0]
+    if apc.tool == "none":
+        return v.copy()
+    if apc.tool == "stressed":
+        ref = np.empty_like(v)
+        for k in range(T):
+            ref[k] = v[max(min(settle, k), k - apc.lookback + 1) : k + 1].max(axis=0)
+        return np.asarray(np.sqrt((1.0 - apc.weight) * v * v + apc.weight * ref * ref), dtype=np.float64)
+    sq = np.vstack([np.zeros((1, r.shape[1])), np.cumsum(r * r, axis=0)])
+    hi = np.arange(1, T + 1)
+    lo = np.maximum(0, hi - apc.lookback)
+    ref = np.sqrt(np.maximum(sq[hi] - sq[lo], 0.0) / (hi - lo)[:, None])
+    if apc.tool == "floor":
+        return np.asarray(np.maximum(v, ref), dtype=np.float64)
+    up = 1.0 + apc.weight
+    return np.asarray(np.maximum(v, np.minimum(up * v, up * ref)), dtype=np.float64)

@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from keeper.engine import fhs
-from keeper.engine.calibration import ModelSpec, TailModel, tail_model
+from keeper.engine.calibration import ModelSpec, TailModel, filtered_history, tail_model
 from keeper.engine.coverage import (
     Christoffersen,
     EsBacktest,
@@ -193,9 +193,7 @@ def model_path(prices: FloatArray, cfg: BacktestConfig, covariance: FloatArray |
             f"{cfg.horizon}"
         )
     spec = cfg.spec
-    history = fhs.filter_history(
-        np.diff(np.log(p), axis=0), lam=spec.lam, horizon=spec.horizon, filter=spec.filter
-    )
+    history = filtered_history(np.diff(np.log(p), axis=0), spec)
     vols = np.sqrt(np.einsum("kii->ki", history.cov))
     models = []
     for t in starts:

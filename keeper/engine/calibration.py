@@ -51,13 +51,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from keeper.engine import fhs
-from keeper.engine.apc import Apc, ApcTool, effective_vols
+from keeper.engine.apc import Apc, ApcTool, effective_vols, effective_vols_path
 from keeper.engine.params import MAX_SCENARIOS, RiskParams, build_params
 from keeper.errors import ParamsError, PriceDataError
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 PsdPolicy = Literal["clip", "refuse"]
+Residuals = Literal["effective", "ewma"]
 Tail = Literal["auto", "fhs", "normal"]
 
 RISKMETRICS_LAMBDA = 0.94
@@ -226,6 +227,7 @@ class ModelSpec:
     tail: Tail = "auto"
     apc: Apc = field(default_factory=Apc)
     max_scenarios: int = MAX_SCENARIOS
+    residuals: Residuals = "effective"  # the FHS residuals' forecast: sigma_eff's path, or the raw EWMA
 
     def __post_init__(self) -> None:
         if not 0.0 < self.lam < 1.0:
@@ -238,6 +240,8 @@ class ModelSpec:
             raise ParamsError(f"tail: 'auto', 'fhs' or 'normal', got {self.tail!r}")
         if not 1 <= self.max_scenarios <= MAX_SCENARIOS:
             raise ParamsError(f"max_scenarios: between 1 and {MAX_SCENARIOS}, got {self.max_scenarios}")
+        if self.residuals not in ("effective", "ewma"):
+            raise ParamsError(f"residuals: 'effective' or 'ewma', got {self.residuals!r}")
 
     @classmethod
     def of(
@@ -252,9 +256,23 @@ class ModelSpec:
         apc_weight: float = 0.25,
         apc_lookback: int | None = None,
         max_scenarios: int = MAX_SCENARIOS,
+        residuals: Residuals = "effective",
     ) -> ModelSpec:
         a = Apc(apc, apc_weight) if apc_lookback is None else Apc(apc, apc_weight, apc_lookback)
-        return cls(lam, horizon, confidence, filter, tail, a, max_scenarios)
+        return cls(lam, horizon, confidence, filter, tail, a, max_scenarios, residuals)
+
+
+def filtered_history(returns: FloatArray, spec: ModelSpec) -> fhs.FilteredHistory:
+    """The FHS history of (T, n) log returns under `spec`: residuals over the EWMA forecast, its
+    volatilities replaced by the anti-procyclical path with `residuals="effective"` (fhs module docstring)."""
+    history = fhs.filter_history(returns, lam=spec.lam, horizon=spec.horizon, filter=spec.filter)
+    if spec.residuals == "ewma" or spec.apc.tool == "none":
+        return history
+    vols = np.sqrt(np.einsum("kii->ki", history.cov))
+    scale = effective_vols_path(history.returns, vols, spec.apc, settle=fhs.BURN_IN)
+    return fhs.filter_history(
+        returns, lam=spec.lam, horizon=spec.horizon, filter=spec.filter, scale_vols=scale
+    )
 
 
 @dataclass(frozen=True)
@@ -343,7 +361,8 @@ def tail_model(
     cov_now = now.cov
     sigma = np.sqrt(np.diag(cov_now))
     vols_path = ewma_vols if ewma_vols is not None else np.sqrt(np.einsum("kii->ki", history.cov))
-    sigma_eff, ref = effective_vols(sigma, history.returns[: k + 1], vols_path[: k + 1], spec.apc)
+    settled = vols_path[min(fhs.BURN_IN, k) : k + 1]  # EWMA figures over a few returns are not estimates
+    sigma_eff, ref = effective_vols(sigma, history.returns[: k + 1], settled, spec.apc)
     corr = _corr(cov_now)
     cov_eff = repair_psd(corr * np.outer(sigma_eff, sigma_eff), psd=psd, eig_floor=eig_floor).cov
     windows, ends = history.valid_windows(k)
@@ -487,7 +506,7 @@ def calibrate(
     if len(assets) != p.shape[1]:
         raise ParamsError(f"assets: expected {p.shape[1]} names, got {len(assets)}")
     returns = np.diff(np.log(p), axis=0)
-    history = fhs.filter_history(returns, lam=spec.lam, horizon=spec.horizon, filter=spec.filter)
+    history = filtered_history(returns, spec)
     model = tail_model(history, returns.shape[0] - 1, spec, psd=psd, eig_floor=eig_floor)
     vols = model.chol_vols if z is None else np.sqrt(spec.horizon) * model.sigma_eff
     fixed = repair_psd(model.corr * np.outer(vols, vols), psd=psd, eig_floor=eig_floor)

@@ -12,6 +12,13 @@ returns at hand). Two filters:
 - `"vol"`: per asset, `u_k,i = r_k,i / sigma_{k-1,i}`. Rescaled windows keep the correlation of their own
   day: more conservative for hedged books after correlations rose.
 
+Residuals (`ModelSpec.residuals`). By default (`"effective"`) the forecast is the one the margin was
+scaled to: the EWMA covariance with each volatility replaced by the anti-procyclical `sigma_eff` of that
+date (`apc.effective_vols_path`). Standardising by the raw EWMA volatility (`"ewma"`) and then rescaling by
+`sigma_eff` counts a calm period twice: its returns are large against a low EWMA volatility (a fat
+residual tail) and are then scaled to the higher floor. On BTC/ETH that charged short books 1.73x their
+realised 99% loss (docs/risk-model.md).
+
 A window is the sum of `horizon` consecutive filtered returns (overlapping windows, one ending at each
 period), so serial dependence inside the horizon is kept. The first `BURN_IN` returns only seed the EWMA
 (fewer in a history too short to leave a window otherwise).
@@ -99,7 +106,18 @@ class FilteredHistory:
         return w[ok], ok
 
 
-def filter_history(returns: FloatArray, *, lam: float, horizon: int, filter: Filter) -> FilteredHistory:
+def filter_history(
+    returns: FloatArray,
+    *,
+    lam: float,
+    horizon: int,
+    filter: Filter,
+    scale_vols: FloatArray | None = None,
+) -> FilteredHistory:
+    """The filtered history of (T, n) log returns. `scale_vols` (T, n), when given, are the volatilities the
+    forecast for return k+1 is scaled to (the anti-procyclical `sigma_eff` after return k): the EWMA
+    covariance keeps its correlation and takes these volatilities, so the residuals are the returns over
+    the risk the margin was actually scaled to (module docstring)."""
     r = np.asarray(returns, dtype=np.float64)
     if r.ndim != 2 or r.shape[1] == 0:
         raise PriceDataError(f"returns: expected a (T, n) array, got shape {r.shape}")
@@ -115,6 +133,14 @@ def filter_history(returns: FloatArray, *, lam: float, horizon: int, filter: Fil
     burn = max(1, min(BURN_IN, T - horizon))  # a short history keeps at least one window
     if burn < T:
         prior = cov[burn - 1 : T - 1]  # forecast for return k is cov[k-1]
+        if scale_vols is not None:
+            sv = np.asarray(scale_vols, dtype=np.float64)
+            if sv.shape != r.shape:
+                raise ParamsError(f"scale_vols: expected shape {r.shape}, got {sv.shape}")
+            sd = np.sqrt(np.einsum("kii->ki", prior))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                m = np.where(sd > 0, sv[burn - 1 : T - 1] / sd, 1.0)
+            prior = prior * m[:, :, None] * m[:, None, :]
         now = r[burn:]
         if filter == "vol":
             sd = np.sqrt(np.einsum("kii->ki", prior))

@@ -11,7 +11,7 @@ import pytest
 from numpy.typing import NDArray
 
 from keeper.engine import fhs
-from keeper.engine.apc import Apc, effective_vols
+from keeper.engine.apc import Apc, effective_vols, effective_vols_path
 from keeper.engine.calibration import (
     EIG_FLOOR,
     ModelSpec,
@@ -313,6 +313,54 @@ def test_apc_tools() -> None:
         Apc("buffer", 0.1)
     with pytest.raises(ParamsError, match=r"apc\.tool"):
         Apc("wild")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("tool", ["floor", "buffer", "stressed", "none"])
+def test_effective_vols_path_is_effective_vols_at_every_date(tool: str) -> None:
+    """The causal path equals `effective_vols` on the history up to each date (burn-in left out of the
+    stressed maximum, as tail_model does), with a lookback shorter than the history so the window rolls."""
+    rng = np.random.default_rng(11)
+    r = rng.standard_t(4, size=(260, 2)) * np.array([0.02, 0.04])
+    r[120:150] *= 4.0  # a stressed episode inside the lookback, then out of it
+    ewma = np.sqrt(np.einsum("kii->ki", fhs.ewma_path(r, 0.97)))
+    apc = Apc(tool, 0.25, 60)  # type: ignore[arg-type]
+    path = effective_vols_path(r, ewma, apc, settle=fhs.BURN_IN)
+    for k in (0, 5, fhs.BURN_IN, 59, 60, 61, 140, 259):
+        settled = ewma[min(fhs.BURN_IN, k) : k + 1]
+        want, _ = effective_vols(ewma[k], r[: k + 1], settled, apc)
+        np.testing.assert_allclose(path[k], want, rtol=1e-12, err_msg=f"{tool} at {k}")
+
+
+def test_scaled_filter_divides_by_the_scaled_forecast() -> None:
+    """`scale_vols` equal to the EWMA's own volatilities changes nothing; doubling them halves every
+    residual (cov filter: whitening by a factor with doubled volatilities and the same correlation)."""
+    r = np.random.default_rng(6).normal(0, 0.02, size=(200, 2)) @ np.array([[1.0, 0.5], [0.0, 0.8]])
+    plain = fhs.filter_history(r, lam=0.97, horizon=2, filter="cov")
+    own = np.sqrt(np.einsum("kii->ki", plain.cov))
+    same = fhs.filter_history(r, lam=0.97, horizon=2, filter="cov", scale_vols=own)
+    np.testing.assert_allclose(same.resid, plain.resid, rtol=1e-9, equal_nan=True)
+    double = fhs.filter_history(r, lam=0.97, horizon=2, filter="cov", scale_vols=2 * own)
+    np.testing.assert_allclose(double.resid, plain.resid / 2, rtol=1e-9, equal_nan=True)
+    with pytest.raises(ParamsError, match="scale_vols"):
+        fhs.filter_history(r, lam=0.97, horizon=2, filter="cov", scale_vols=own[:10])
+
+
+def test_effective_residuals_do_not_count_a_calm_period_twice() -> None:
+    """A calm year after a volatile one: the floor lifts sigma_eff above the EWMA volatility. Residuals
+    over the raw EWMA come out fat in the calm year and are then scaled to the floor (the margin counts
+    the calm period twice); residuals over sigma_eff give a lower multiplier, and the `ewma` option keeps
+    the old model."""
+    rng = np.random.default_rng(3)
+    hot = rng.standard_t(4, size=(500, 1)) * 0.05
+    calm = rng.standard_t(4, size=(700, 1)) * 0.01
+    prices = 100 * np.exp(np.vstack([np.zeros((1, 1)), np.cumsum(np.vstack([hot, calm]), axis=0)]))
+    eff = calibrate(prices, ["A"], spec=ModelSpec.of(horizon=2))
+    raw = calibrate(prices, ["A"], spec=ModelSpec.of(horizon=2, residuals="ewma"))
+    assert eff.model.sigma_eff[0] > 1.5 * eff.model.sigma[0]  # the floor binds
+    np.testing.assert_allclose(eff.model.sigma_eff, raw.model.sigma_eff)
+    assert eff.model.z_assets[0] < raw.model.z_assets[0]
+    with pytest.raises(ParamsError, match="residuals"):
+        ModelSpec(residuals="wild")  # type: ignore[arg-type]
 
 
 def test_confidence_helpers() -> None:
