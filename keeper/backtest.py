@@ -21,14 +21,14 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rich.console import Console
 from rich.table import Table
 
 from keeper.engine.apc import APC_TOOLS
 from keeper.engine.backtest import BacktestConfig, BacktestResult, BookStats, backtest, default_portfolios
-from keeper.engine.calibration import DEFAULT_LAMBDA, ModelSpec, calibrate
+from keeper.engine.calibration import DEFAULT_IM_FACTOR, DEFAULT_LAMBDA, ModelSpec, calibrate
 from keeper.engine.prices import PriceHistory
 from keeper.errors import MarginError
 from keeper.pricefile import read_price_csv
@@ -58,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--apc", choices=APC_TOOLS, default="floor", help="anti-procyclicality tool")
     ap.add_argument("--apc-weight", type=float, default=0.25, help="buffer / stressed weight (>= 0.25)")
     ap.add_argument("--apc-lookback", type=int, default=3650, help="long-run lookback in rows")
+    ap.add_argument(
+        "--initial-margin",
+        choices=["fixed", "worst"],
+        default="fixed",
+        help="with --params-out: im_factor 1.25, or sized to every book direction's worst rescaled window",
+    )
     ap.add_argument(
         "--residuals",
         choices=["effective", "ewma"],
@@ -410,7 +416,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         checks = Targets().check(result) if args.targets else None
         cal = None
         if args.params_out:
-            cal = calibrate(history.prices, history.assets, spec=spec, timestamps=history.timestamps)
+            im: float | Literal["worst"] = "worst" if args.initial_margin == "worst" else DEFAULT_IM_FACTOR
+            cal = calibrate(
+                history.prices, history.assets, spec=spec, timestamps=history.timestamps, im_factor=im
+            )
             rf = RiskFile.from_calibration(
                 cal,
                 source=source,

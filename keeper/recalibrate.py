@@ -54,6 +54,7 @@ from keeper.chain.rpc import RpcClient
 from keeper.engine.calibration import (
     DEFAULT_CONFIDENCE,
     DEFAULT_HORIZON_DAYS,
+    DEFAULT_IM_FACTOR,
     DEFAULT_LAMBDA,
     Calibration,
     FloatArray,
@@ -142,6 +143,11 @@ class RecalibrationSettings(BaseModel):
         default="floor", description="anti-procyclicality tool (EMIR Art. 28)"
     )
     apc_weight: float = Field(default=0.25, ge=0.25, le=1, description="buffer / stressed-period weight")
+    initial_margin: Literal["fixed", "worst"] = Field(
+        default="fixed",
+        description="fixed: im_factor kept (keep_scalars) or 1.25; worst: IM covers each book direction's "
+        "worst FHS window rescaled to today (docs/risk-model.md), proposed within the step bounds",
+    )
     residuals: Literal["effective", "ewma"] = Field(
         default="effective",
         description="FHS residuals over the anti-procyclical volatility or the raw EWMA (docs/risk-model.md)",
@@ -403,12 +409,22 @@ def recalibrate(
         max_scenarios=cfg.max_scenarios,
         residuals=cfg.residuals,
     )
-    cal = calibrate(sampled, names, spec=spec, timestamps=grid, psd=cfg.psd, z=cfg.z)
+    worst = cfg.initial_margin == "worst"
+    cal = calibrate(
+        sampled,
+        names,
+        spec=spec,
+        timestamps=grid,
+        psd=cfg.psd,
+        z=cfg.z,
+        im_factor="worst" if worst else DEFAULT_IM_FACTOR,
+    )
     new = replace(cal.params, oracles=current.oracles)
     if cfg.keep_scenarios:
         new = replace(new, shocks=current.shocks)
     if cfg.keep_scalars:
-        kept = {name: getattr(current, name) for name in SCALARS if name != "z"}
+        calibrated = {"z", "im_factor"} if worst else {"z"}
+        kept = {name: getattr(current, name) for name in SCALARS if name not in calibrated}
         new = replace(new, weights=current.weights, **kept)
     return make_proposal(current, new, assets=names, calibration=cal, start=int(grid[0]), end=int(grid[-1]))
 

@@ -16,7 +16,8 @@ the row-0 prices p:
 
 Collateral is rounded down to each token's decimals. Sizing: the account's initial margin IM (from
 `initial_margin(spec)`: by default the exact integer mirror keeper.engine.margin, the contract's own
-rounding) sets the target equity, E = IM (1 + im_buffer) or E = MM h = IM h / im_factor for an initial
+rounding) sets the target equity, E = IM (1 + b) (b = im_buffer, or uniform in [im_buffer, im_buffer_max])
+or E = MM h = IM h / im_factor for an initial
 health h (drawn uniform in [initial_health, initial_health_max] when both are given; h must exceed the
 im_factor); cash = max(0, E - collateral value), rounded up to the quote token's 6 decimals. Every
 account therefore opens strictly above IM (a basis account whose collateral alone exceeds the target
@@ -210,7 +211,11 @@ def build_population(
             high = lev.initial_health_max or lev.initial_health
             factor = rng.uniform(lev.initial_health, high, size=cohort.count) / im_factor
         else:
-            factor = np.full(cohort.count, 1.0 + float(lev.im_buffer or 0.0))
+            low = float(lev.im_buffer or 0.0)
+            if lev.im_buffer_max is None:  # no draw: the other cohorts' streams stay as they were
+                factor = np.full(cohort.count, 1.0 + low)
+            else:
+                factor = 1.0 + rng.uniform(low, lev.im_buffer_max, size=cohort.count)
         parts_b.append(b)
         parts_q.append(q)
         parts_c.append(np.full(cohort.count, k, dtype=np.int64))

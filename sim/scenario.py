@@ -56,7 +56,7 @@ from pydantic import (
     model_validator,
 )
 
-from keeper.engine.calibration import DEFAULT_LAMBDA, calibrate
+from keeper.engine.calibration import DEFAULT_IM_FACTOR, DEFAULT_LAMBDA, calibrate
 from keeper.engine.fixedpoint import to_wad
 from keeper.engine.params import MAX_SCENARIOS, RiskParams, build_params, standard_shocks
 from keeper.engine.prices import format_time, parse_timestamp
@@ -334,11 +334,13 @@ class Notional(_Model):
 
 
 class Leverage(_Model):
-    """How far above initial margin an account opens: equity = IM * (1 + im_buffer), or
-    equity = MM * initial_health (uniform in [initial_health, initial_health_max] when both are given;
-    must exceed the im_factor, checked when the population is sized)."""
+    """How far above initial margin an account opens: equity = IM * (1 + im_buffer) (uniform in
+    [im_buffer, im_buffer_max] when both are given), or equity = MM * initial_health (uniform in
+    [initial_health, initial_health_max] when both are given; must exceed the im_factor, checked when the
+    population is sized)."""
 
     im_buffer: float | None = Field(None, gt=0, le=100)
+    im_buffer_max: float | None = Field(None, gt=0, le=100)
     initial_health: float | None = Field(None, gt=1, le=1000)
     initial_health_max: float | None = Field(None, gt=1, le=1000)
 
@@ -351,6 +353,11 @@ class Leverage(_Model):
                 raise ValueError("initial_health_max needs initial_health")
             if self.initial_health_max < self.initial_health:
                 raise ValueError("initial_health_max is below initial_health")
+        if self.im_buffer_max is not None:
+            if self.im_buffer is None:
+                raise ValueError("im_buffer_max needs im_buffer")
+            if self.im_buffer_max < self.im_buffer:
+                raise ValueError("im_buffer_max is below im_buffer")
         return self
 
 
@@ -514,6 +521,11 @@ class Calibrate(_Model):
     tail_df: float = Field(4.0, gt=2, le=1000, description="source model: Student-t degrees of freedom")
     lam: float = Field(DEFAULT_LAMBDA, gt=0, lt=1)
     horizon: int = Field(24, ge=1, description="liquidation horizon in periods of the source")
+    initial_margin: Literal["fixed", "worst"] = Field(
+        "fixed",
+        description="fixed: im_factor 1.25 (or risk.im_factor); worst: IM covers every book direction's "
+        "worst historical window rescaled to the calibration date (docs/risk-model.md)",
+    )
 
     @field_validator("source")
     @classmethod
@@ -985,7 +997,8 @@ def risk_params(
         elif spec.calibrate is not None:
             cal = spec.calibrate
             prices = _calibration_prices(cal, scenario, path_prices)
-            rp = calibrate(prices, scenario.symbols, lam=cal.lam, horizon=cal.horizon).params
+            im: float | Literal["worst"] = "worst" if cal.initial_margin == "worst" else DEFAULT_IM_FACTOR
+            rp = calibrate(prices, scenario.symbols, lam=cal.lam, horizon=cal.horizon, im_factor=im).params
         else:
             horizon = spec.horizon_s if spec.horizon_s is not None else 86_400
             vols = scenario.step_sigmas() * math.sqrt(horizon / scenario.step_seconds)

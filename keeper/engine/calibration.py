@@ -71,6 +71,8 @@ EIG_FLOOR = 1e-8  # eigenvalue floor, relative to the largest eigenvalue
 NEGATIVE_TOLERANCE = 1e-9  # eigenvalues down to -this * largest count as rounding of a PSD matrix
 MAX_CHOL = 2.0  # contract bound on |L[i][j]| (RiskParamsValidator.MAX_CHOL)
 MIN_SHOCK, MAX_SHOCK = -1.0, 10.0  # contract bounds on a stress return
+DEFAULT_IM_FACTOR = 1.25  # IM = 1.25 MM unless calibrated (im_factor="worst")
+MAX_IM_FACTOR = 5.0  # contract bound on imFactor (RiskParamsValidator)
 
 
 # ----------------------------------------------------------------------------------------- returns
@@ -320,6 +322,14 @@ class TailModel:
         mm = np.maximum(self.var(d), self.stress(d))
         return np.asarray((losses > mm[None] * (1 + 1e-12)).mean(axis=0), dtype=np.float64)
 
+    def worst_over_margin(self, directions: FloatArray) -> FloatArray:
+        """For each (D, n) direction, its largest loss over every FHS window (the worst historical horizon
+        rescaled to today's regime) over max(VaR, Stress): the initial-margin factor that covers it."""
+        d = np.asarray(directions, dtype=np.float64)
+        worst = (-(self.scenarios @ d.T)).max(axis=0)
+        mm = np.maximum(self.var(d), self.stress(d))
+        return np.asarray(np.where(mm > 0, worst / np.where(mm > 0, mm, 1.0), 1.0), dtype=np.float64)
+
     def stress(self, exposures: FloatArray) -> FloatArray:
         e = np.asarray(exposures, dtype=np.float64)
         if self.shocks.shape[0] == 0:
@@ -475,6 +485,15 @@ class Calibration:
         )
 
 
+def worst_window_im_factor(model: TailModel, minimum: float = DEFAULT_IM_FACTOR) -> float:
+    """`im_factor="worst"`: the smallest factor (rounded up to 0.01, at least `minimum`, at most the
+    contract's 5) at which IM = im_factor * MM covers, for every book direction, its worst FHS window
+    rescaled to today's regime. The maintenance margin stays at the 99% loss; initial margin, what an
+    account must hold to open risk, covers the worst horizon the history shows (docs/risk-model.md)."""
+    ratio = float(model.worst_over_margin(model.directions.vectors).max())
+    return min(MAX_IM_FACTOR, max(minimum, math.ceil(ratio * 100 - 1e-9) / 100))
+
+
 def calibrate(
     prices: FloatArray,
     assets: Sequence[str],
@@ -488,7 +507,7 @@ def calibrate(
     z: float | None = None,
     weights: Sequence[float] | None = None,
     gamma: float = 0.1,
-    im_factor: float = 1.25,
+    im_factor: float | Literal["worst"] = DEFAULT_IM_FACTOR,
     penalty: float = 0.05,
     insurance_share: float = 0.2,
     close_factor: float = 0.5,
@@ -496,7 +515,8 @@ def calibrate(
     dust: float = 100.0,
 ) -> Calibration:
     """Risk parameters from a (T, n) price history (module docstring). `z`, when given, replaces the
-    calibrated multiplier (and the per-asset tail scaling of L). `lam` and `horizon` replace the spec's."""
+    calibrated multiplier (and the per-asset tail scaling of L). `lam` and `horizon` replace the spec's.
+    `im_factor="worst"` sizes initial margin to the worst rescaled window (worst_window_im_factor)."""
     spec = spec or ModelSpec()
     if lam is not None or horizon is not None:
         spec = replace(
@@ -528,7 +548,7 @@ def calibrate(
         _corr(fixed.cov).tolist(),
         model.shocks.tolist(),
         z=model.z if z is None else z,
-        im_factor=im_factor,
+        im_factor=worst_window_im_factor(model) if im_factor == "worst" else im_factor,
         weights=weights,
         gamma=gamma,
         penalty=penalty,

@@ -22,6 +22,7 @@ from keeper.engine.calibration import (
     ewma_weights,
     repair_psd,
     tail_probability,
+    worst_window_im_factor,
     z_for_confidence,
 )
 from keeper.engine.fixedpoint import WAD
@@ -361,6 +362,24 @@ def test_effective_residuals_do_not_count_a_calm_period_twice() -> None:
     assert eff.model.z_assets[0] < raw.model.z_assets[0]
     with pytest.raises(ParamsError, match="residuals"):
         ModelSpec(residuals="wild")  # type: ignore[arg-type]
+
+
+def test_worst_window_initial_margin_covers_every_direction_and_no_more() -> None:
+    """IM = im_factor x max(VaR, Stress) reaches each direction's worst rescaled window; 0.01 less
+    leaves one direction short (the factor is the smallest on the 0.01 grid); the default is a fixed 1.25."""
+    prices = student_prices(2_000, seed=4)
+    cal = calibrate(prices, ["A", "B"], spec=ModelSpec.of(horizon=2), im_factor="worst")
+    m = cal.model
+    f = cal.params.im_factor / WAD
+    assert f == worst_window_im_factor(m) and 1.25 < f <= 5.0
+    d = m.directions.vectors
+    worst = (-(m.scenarios @ d.T)).max(axis=0)
+    mm = np.maximum(m.var(d), m.stress(d))
+    assert np.all(f * mm >= worst * (1 - 1e-12))
+    assert np.any((f - 0.01) * mm < worst)
+    np.testing.assert_allclose(m.worst_over_margin(d), worst / mm)
+    assert calibrate(prices, ["A", "B"], spec=ModelSpec.of(horizon=2)).params.im_factor == WAD * 5 // 4
+    assert worst_window_im_factor(m, minimum=4.9) == 4.9 or f > 4.9
 
 
 def test_confidence_helpers() -> None:

@@ -125,6 +125,23 @@ def test_horizon_scaling_and_recomputed_scalars() -> None:
     assert explicit.new.z == 31 * 10**17 and explicit.new.gamma == cur.gamma
 
 
+def test_worst_initial_margin_is_calibrated_even_when_scalars_are_kept() -> None:
+    """`initial_margin: worst` proposes the calibrated im_factor (the other scalars still kept); the
+    proposal then clamps it to one step like any other field."""
+    stamps, prices = daily_path(1500)
+    cur = current_params()
+    prop = recalibrate(
+        prices, stamps, cur, RecalibrationSettings(lookback=1500, initial_margin="worst"), assets=ASSETS
+    )
+    cal = prop.calibration
+    assert cal is not None and prop.new.im_factor == cal.params.im_factor != cur.im_factor
+    assert prop.new.gamma == cur.gamma and prop.new.penalty == cur.penalty
+    kept = recalibrate(prices, stamps, cur, RecalibrationSettings(lookback=1500), assets=ASSETS)
+    assert kept.new.im_factor == cur.im_factor
+    with pytest.raises(ValidationError, match="initial_margin"):
+        RecalibrationSettings(initial_margin="best")  # type: ignore[arg-type]
+
+
 def test_block_observations_are_resampled_to_the_interval() -> None:
     """Irregular per-block observations (30-90 s apart, variance proportional to time) resampled hourly
     give the hourly covariance."""

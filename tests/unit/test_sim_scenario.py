@@ -361,6 +361,42 @@ def test_population_callable_and_errors() -> None:
         build_population(s, [2000.0], rp)
 
 
+def test_im_buffer_range_opens_accounts_between_the_bounds() -> None:
+    """`im_buffer` .. `im_buffer_max`: equity uniform in IM x [1.04, 2.0], the same seed the same draw;
+    a max without a low, or below it, is refused by name."""
+    data = base_data()
+    data["population"][2]["leverage"] = {"im_buffer": 0.04, "im_buffer_max": 1.0}
+    s = validate_scenario(data)
+    pop = build_population(s, [2000.0, 60000.0], risk_params(s))
+    d = np.array(pop.labels) == "directional"
+    ratio = pop.equity[d] / pop.initial_margin[d]
+    assert np.all(ratio >= 1.04 - 1e-9) and np.all(ratio <= 2.0 + 1e-6) and np.ptp(ratio) > 0.5
+    again = build_population(s, [2000.0, 60000.0], risk_params(s))
+    np.testing.assert_array_equal(again.equity, pop.equity)
+    bad_leverage = (
+        ({"im_buffer_max": 1.0, "initial_health": 1.3}, "im_buffer_max needs im_buffer"),
+        ({"im_buffer": 0.5, "im_buffer_max": 0.2}, "im_buffer_max is below im_buffer"),
+    )
+    for bad, msg in bad_leverage:
+        data["population"][2]["leverage"] = bad
+        with pytest.raises(ScenarioError, match=msg):
+            validate_scenario(data)
+
+
+def test_calibrated_initial_margin_covers_the_worst_window() -> None:
+    """`calibrate: {initial_margin: worst}` posts the im_factor of calibration.worst_window_im_factor
+    (above the fixed 1.25 on a fat-tailed history); `fixed` keeps 1.25."""
+    from keeper.engine.fixedpoint import WAD
+
+    cal = {"source": "model", "horizon": 2}
+    fixed = risk_params(validate_scenario(base_data(risk={"calibrate": cal})))
+    worst = risk_params(validate_scenario(base_data(risk={"calibrate": {**cal, "initial_margin": "worst"}})))
+    assert fixed.im_factor == WAD * 5 // 4 < worst.im_factor
+    assert (worst.z, worst.chol, worst.shocks) == (fixed.z, fixed.chol, fixed.shocks)
+    with pytest.raises(ScenarioError, match="initial_margin"):
+        validate_scenario(base_data(risk={"calibrate": {**cal, "initial_margin": "best"}}))
+
+
 def test_scenario_model_is_frozen() -> None:
     s = validate_scenario(base_data())
     with pytest.raises(Exception, match="frozen"):
