@@ -28,13 +28,23 @@ from rich.table import Table
 
 from keeper.engine.apc import APC_TOOLS
 from keeper.engine.backtest import BacktestConfig, BacktestResult, BookStats, backtest, default_portfolios
-from keeper.engine.calibration import DEFAULT_IM_FACTOR, DEFAULT_LAMBDA, ModelSpec, calibrate
+from keeper.engine.calibration import (
+    DEFAULT_IM_FACTOR,
+    DEFAULT_LAMBDA,
+    DEFAULT_QUANTILE_BOUND,
+    ModelSpec,
+    calibrate,
+)
 from keeper.engine.prices import PriceHistory
 from keeper.errors import MarginError
 from keeper.pricefile import read_price_csv
 from keeper.riskfile import RiskFile, write_risk_file
 
 MODEL_LABELS = {"full": "full (netted)", "isolated": "isolated", "diagonal": "diagonal (no corr.)"}
+
+
+def _bound(text: str) -> float | None:
+    return None if text.strip().lower() == "none" else float(text)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,6 +73,13 @@ def _parser() -> argparse.ArgumentParser:
         choices=["fixed", "worst"],
         default="fixed",
         help="with --params-out: im_factor 1.25, or sized to every book direction's worst rescaled window",
+    )
+    ap.add_argument(
+        "--quantile-bound",
+        type=_bound,
+        default=DEFAULT_QUANTILE_BOUND,
+        help="the VaR's FHS quantiles at or beyond the true ones with this probability (default 0.9); "
+        "'none': the plain sample quantile",
     )
     ap.add_argument(
         "--residuals",
@@ -404,6 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             apc_weight=args.apc_weight,
             apc_lookback=args.apc_lookback,
             residuals=args.residuals,
+            quantile_bound=args.quantile_bound,
         )
         cfg = BacktestConfig(spec=spec, components=args.components, warmup=args.warmup, step=args.step)
         if args.books:

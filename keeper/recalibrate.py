@@ -56,6 +56,7 @@ from keeper.engine.calibration import (
     DEFAULT_HORIZON_DAYS,
     DEFAULT_IM_FACTOR,
     DEFAULT_LAMBDA,
+    DEFAULT_QUANTILE_BOUND,
     Calibration,
     FloatArray,
     ModelSpec,
@@ -147,6 +148,13 @@ class RecalibrationSettings(BaseModel):
         default="fixed",
         description="fixed: im_factor kept (keep_scalars) or 1.25; worst: IM covers each book direction's "
         "worst FHS window rescaled to today (docs/risk-model.md), proposed within the step bounds",
+    )
+    quantile_bound: float | None = Field(
+        default=DEFAULT_QUANTILE_BOUND,
+        ge=0.5,
+        lt=1,
+        description="the VaR's FHS quantiles at or beyond the true ones with this probability; null: the "
+        "plain sample quantile (docs/risk-model.md)",
     )
     residuals: Literal["effective", "ewma"] = Field(
         default="effective",
@@ -408,6 +416,7 @@ def recalibrate(
         apc_weight=cfg.apc_weight,
         max_scenarios=cfg.max_scenarios,
         residuals=cfg.residuals,
+        quantile_bound=cfg.quantile_bound,
     )
     worst = cfg.initial_margin == "worst"
     cal = calibrate(

@@ -67,6 +67,7 @@ RISKMETRICS_LAMBDA = 0.94
 DEFAULT_LAMBDA = 0.97
 DEFAULT_HORIZON_DAYS = 2  # the clearing-house standard for exchange-traded derivatives
 DEFAULT_CONFIDENCE = 0.99
+DEFAULT_QUANTILE_BOUND = 0.9  # the VaR's FHS quantiles are at or beyond the true ones with 90% probability
 EIG_FLOOR = 1e-8  # eigenvalue floor, relative to the largest eigenvalue
 NEGATIVE_TOLERANCE = 1e-9  # eigenvalues down to -this * largest count as rounding of a PSD matrix
 MAX_CHOL = 2.0  # contract bound on |L[i][j]| (RiskParamsValidator.MAX_CHOL)
@@ -230,6 +231,9 @@ class ModelSpec:
     apc: Apc = field(default_factory=Apc)
     max_scenarios: int = MAX_SCENARIOS
     residuals: Residuals = "effective"  # the FHS residuals' forecast: sigma_eff's path, or the raw EWMA
+    # estimation error of the VaR's tail multipliers: each is an order statistic at or beyond the true
+    # quantile with this probability (fhs.tail_rank); None: the plain floor(K (1 - confidence))-th largest
+    quantile_bound: float | None = DEFAULT_QUANTILE_BOUND
 
     def __post_init__(self) -> None:
         if not 0.0 < self.lam < 1.0:
@@ -242,6 +246,8 @@ class ModelSpec:
             raise ParamsError(f"tail: 'auto', 'fhs' or 'normal', got {self.tail!r}")
         if not 1 <= self.max_scenarios <= MAX_SCENARIOS:
             raise ParamsError(f"max_scenarios: between 1 and {MAX_SCENARIOS}, got {self.max_scenarios}")
+        if self.quantile_bound is not None and not 0.5 <= self.quantile_bound < 1.0:
+            raise ParamsError(f"quantile_bound: in [0.5, 1) or None, got {self.quantile_bound}")
         if self.residuals not in ("effective", "ewma"):
             raise ParamsError(f"residuals: 'effective' or 'ewma', got {self.residuals!r}")
 
@@ -259,9 +265,10 @@ class ModelSpec:
         apc_lookback: int | None = None,
         max_scenarios: int = MAX_SCENARIOS,
         residuals: Residuals = "effective",
+        quantile_bound: float | None = DEFAULT_QUANTILE_BOUND,
     ) -> ModelSpec:
         a = Apc(apc, apc_weight) if apc_lookback is None else Apc(apc, apc_weight, apc_lookback)
-        return cls(lam, horizon, confidence, filter, tail, a, max_scenarios, residuals)
+        return cls(lam, horizon, confidence, filter, tail, a, max_scenarios, residuals, quantile_bound)
 
 
 def filtered_history(returns: FloatArray, spec: ModelSpec) -> fhs.FilteredHistory:
@@ -390,7 +397,7 @@ def tail_model(
             f"(about {fhs.MIN_WINDOWS + fhs.BURN_IN + h} prices); use tail='auto' or 'normal'"
         )
     if use_fhs:
-        z_long, z_short = fhs.tail_multipliers(scen, h_vols, spec.confidence)
+        z_long, z_short = fhs.tail_multipliers(scen, h_vols, spec.confidence, spec.quantile_bound)
         z_assets = np.maximum(np.minimum(z_long, z_short), 0.0)
     else:
         zg = z_for_confidence(spec.confidence)

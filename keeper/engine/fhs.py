@@ -169,25 +169,50 @@ def scenario_returns(windows: FloatArray, cov_eff: FloatArray, filter: Filter) -
     return np.expm1(np.minimum(x, math.log(11.0)))  # the contract's cap: a shock is at most +1000%
 
 
-def tail_rank(count: int, confidence: float) -> int:
-    """The 1-based rank from the worst of the order statistic used as the FHS quantile: the k-th largest
-    of `count` losses with k = max(1, floor(count * (1 - confidence))), at or beyond the quantile."""
-    return max(1, math.floor(count * (1.0 - confidence) + 1e-9))
+def binomial_sf(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p), summed in log space (n up to a few thousand windows)."""
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    if p <= 0.0:
+        return 0.0
+    if p >= 1.0:
+        return 1.0
+    lp, lq = math.log(p), math.log1p(-p)
+    terms = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp + (n - i) * lq
+             for i in range(k, n + 1)]  # fmt: skip
+    top = max(terms)
+    return min(1.0, math.exp(top) * math.fsum(math.exp(t - top) for t in terms))
 
 
-def quantile_loss(losses: FloatArray, confidence: float) -> FloatArray:
+def tail_rank(count: int, confidence: float, bound: float | None = None) -> int:
+    """The 1-based rank from the worst of the order statistic used as the FHS quantile. Without `bound`:
+    the k-th largest of `count` losses with k = max(1, floor(count * (1 - confidence))). With `bound`
+    (estimation error): the largest k <= that with P(Binomial(count, 1 - confidence) >= k) >= bound, so the
+    k-th largest is at or beyond the true quantile with probability at least `bound` (a distribution-free
+    confidence bound for a quantile; k = 1 when even the worst window cannot reach it)."""
+    k = max(1, math.floor(count * (1.0 - confidence) + 1e-9))
+    if bound is None:
+        return k
+    while k > 1 and binomial_sf(k, count, 1.0 - confidence) < bound:
+        k -= 1
+    return k
+
+
+def quantile_loss(losses: FloatArray, confidence: float, bound: float | None = None) -> FloatArray:
     """The FHS quantile of each column of (K, D) losses (the tail_rank-th largest)."""
-    k = tail_rank(losses.shape[0], confidence)
+    k = tail_rank(losses.shape[0], confidence, bound)
     return np.asarray(-np.sort(-losses, axis=0)[k - 1], dtype=np.float64)
 
 
 def tail_multipliers(
-    scen: FloatArray, horizon_vols: FloatArray, confidence: float
+    scen: FloatArray, horizon_vols: FloatArray, confidence: float, bound: float | None = None
 ) -> tuple[FloatArray, FloatArray]:
     """Per asset: (z of the long side, z of the short side): the FHS quantile of a unit position's loss
     over its horizon volatility."""
-    down = quantile_loss(-scen, confidence)  # a long position loses when the asset falls
-    up = quantile_loss(scen, confidence)
+    down = quantile_loss(-scen, confidence, bound)  # a long position loses when the asset falls
+    up = quantile_loss(scen, confidence, bound)
     return down / horizon_vols, up / horizon_vols
 
 
@@ -288,7 +313,7 @@ def choose_scenarios(
     ratio = losses / q_safe[None]
     damage = np.where(np.isfinite(ratio), ratio, 0.0).max(axis=1)  # (K,)
     floor_ = np.zeros(D) if base is None else np.asarray(base, dtype=np.float64)
-    allowed = max(k0, math.floor(K * (1.0 - confidence) + 1e-9))
+    allowed = k0  # exceedances allowed: the rank of the quantile's order statistic
 
     def choose(k: int) -> tuple[bool, list[int], list[str]]:
         top = order[:k]  # (k, D)
