@@ -66,13 +66,12 @@ accounts within ~1e-13 of health 1, or with E and MM both within a few wei, are 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from math import sqrt
 
 import numpy as np
-from numpy.typing import NDArray
 
 from keeper.engine.margin import Portfolio, margin
 from keeper.engine.netting import (
@@ -203,84 +202,3 @@ class WitnessKind(IntEnum):
     VAR = 0
     FLOOR = 1
     SCENARIO = 2
-
-
-#: Measured on-chain gas of a liquidation's witness check at 8 assets / 16 scenarios.
-WITNESS_GAS: Mapping[WitnessKind, int] = {
-    WitnessKind.SCENARIO: 125_785,
-    WitnessKind.FLOOR: 128_209,
-    WitnessKind.VAR: 131_817,
-}
-#: Cheapest first.
-WITNESS_ORDER: tuple[WitnessKind, ...] = tuple(sorted(WITNESS_GAS, key=lambda k: WITNESS_GAS[k]))
-NO_WITNESS = -1
-
-
-@dataclass(frozen=True)
-class Witness:
-    """A component that proves E < MM on chain: kind, scenario index (0 unless kind is SCENARIO), and the
-    witnessed requirement R_w (USD WAD) that sizes the liquidation."""
-
-    kind: WitnessKind
-    scenario: int
-    requirement: int
-
-
-def choose_witness_exact(p: Portfolio, prices: Sequence[int], rp: RiskParams) -> Witness | None:
-    """The cheapest component with R_w > E on the integer path (None when E >= MM). Among scenarios, the
-    worst (first one with the largest loss): it pays the keeper most and costs the same gas."""
-    m = margin(p, prices, rp)
-    values = {
-        WitnessKind.SCENARIO: m.stress,
-        WitnessKind.FLOOR: m.floor,
-        WitnessKind.VAR: m.value_at_risk,
-    }
-    for kind in WITNESS_ORDER:
-        if kind is WitnessKind.SCENARIO and not rp.shocks:
-            continue
-        if values[kind] > m.equity:
-            return Witness(kind, m.worst_scenario if kind is WitnessKind.SCENARIO else 0, values[kind])
-    return None
-
-
-@dataclass(frozen=True, eq=False)
-class Witnesses:
-    """Per account: kind (WitnessKind value, NO_WITNESS = -1 when no component qualifies), scenario index
-    and the float value of the witnessed component."""
-
-    kind: NDArray[np.int8]
-    scenario: IntArray
-    requirement: FloatArray
-
-
-def choose_witnesses(bm: BookMargin, scenarios: int, bounds: ErrorBounds | None = None) -> Witnesses:
-    """Cheapest component with R_w > E for every account, vectorised.
-
-    Without ``bounds`` the comparison is plain float (a hint). With ``bounds`` a component qualifies only
-    when the proven bands separate it from E (``R_f - 2 dR > E_f + 2 dE``): then R_w > E holds on the
-    integer path too. Every surely liquidatable account of ``screen`` has at least the binding component
-    proven; ambiguous accounts get their witness from ``choose_witness_exact``.
-    """
-    eq = bm.equity
-    if bounds is not None:
-        eq = eq + SAFETY * (bounds.equity + U * (np.abs(bm.equity) + bm.maintenance))
-    comps: dict[WitnessKind, tuple[FloatArray, FloatArray | None]] = {
-        WitnessKind.SCENARIO: (bm.stress, None if bounds is None else bounds.stress),
-        WitnessKind.FLOOR: (bm.floor, None if bounds is None else bounds.floor),
-        WitnessKind.VAR: (bm.value_at_risk, None if bounds is None else bounds.value_at_risk),
-    }
-    a = eq.shape[0]
-    kind = np.full(a, NO_WITNESS, dtype=np.int8)
-    req = np.zeros(a, dtype=np.float64)
-    free = np.ones(a, dtype=np.bool_)
-    for k in WITNESS_ORDER:
-        if k is WitnessKind.SCENARIO and scenarios == 0:
-            continue
-        value, err = comps[k]
-        low = value if err is None else value - SAFETY * err
-        pick = free & (low > eq)
-        kind[pick] = int(k)
-        req[pick] = value[pick]
-        free &= ~pick
-    scenario = np.where(kind == int(WitnessKind.SCENARIO), bm.worst_scenario, 0).astype(np.int64)
-    return Witnesses(kind=kind, scenario=scenario, requirement=req)
