@@ -23,12 +23,9 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from numpy.typing import NDArray
 
+from keeper.arrays import DateArray, FloatArray
 from keeper.errors import ParamsError
-
-FloatArray = NDArray[np.float64]
-DateArray = NDArray[np.datetime64]
 
 BREACH_COLOR = "tab:red"
 

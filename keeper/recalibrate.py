@@ -46,10 +46,10 @@ import numpy as np
 from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
 from eth_utils import keccak
-from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from keeper.adapters.margin_account import params_from_abi
+from keeper.arrays import IntArray
 from keeper.chain.rpc import RpcClient
 from keeper.engine.calibration import (
     DEFAULT_CONFIDENCE,
@@ -72,7 +72,6 @@ from keeper.riskfile import (
     step_violations,
 )
 
-IntArray = NDArray[np.int64]
 SendFn = Callable[[str, str], Awaitable[str]]
 Echo = Callable[[str], None]
 

@@ -45,15 +45,11 @@ from datetime import UTC, datetime
 from typing import Literal
 
 import numpy as np
-from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
+from keeper.arrays import BoolArray, FloatArray, IntArray
 from keeper.engine.netting import FloatBook, FloatParams, compare_isolated
 from keeper.engine.params import RiskParams
-
-FloatArray = NDArray[np.float64]
-IntArray = NDArray[np.int64]
-BoolArray = NDArray[np.bool_]
 
 HEALTH_QUANTILES: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
 TAIL_LEVELS = (0.95, 0.99)

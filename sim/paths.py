@@ -43,12 +43,10 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from keeper.arrays import FloatArray, IntArray
 from keeper.engine.prices import PriceHistory
 from keeper.errors import PriceDataError
 from sim.scenario import CRYPTO_DATABASE, YEAR_S, Historical, Scenario, ScenarioError, Synthetic
-
-FloatArray = NDArray[np.float64]
-IntArray = NDArray[np.int64]
 
 PATH_STREAM = 0  # rng stream of price paths ([seed, stream]); population.py uses another
 

@@ -34,17 +34,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import NDArray
 
+from keeper.arrays import FloatArray, IntArray
 from keeper.engine.fixedpoint import to_wad
 from keeper.engine.margin import Portfolio, margin
 from keeper.engine.netting import wad_to_float
 from keeper.engine.params import RiskParams
 from sim.paths import make_rng
 from sim.scenario import Cohort, Scenario, ScenarioError
-
-FloatArray = NDArray[np.float64]
-IntArray = NDArray[np.int64]
 
 POPULATION_STREAM = 1
 QUOTE_DECIMALS = 6

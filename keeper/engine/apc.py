@@ -21,11 +21,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from numpy.typing import NDArray
 
+from keeper.arrays import FloatArray
 from keeper.errors import ParamsError
 
-FloatArray = NDArray[np.float64]
 ApcTool = Literal["floor", "buffer", "stressed", "none"]
 APC_TOOLS: tuple[str, ...] = ("floor", "buffer", "stressed", "none")
 TEN_YEARS_DAYS = 3650

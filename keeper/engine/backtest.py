@@ -24,8 +24,8 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
-from numpy.typing import NDArray
 
+from keeper.arrays import BoolArray, FloatArray, IntArray
 from keeper.engine import fhs
 from keeper.engine.calibration import ModelSpec, TailModel, filtered_history, tail_model
 from keeper.engine.coverage import (
@@ -40,9 +40,6 @@ from keeper.engine.coverage import (
 )
 from keeper.errors import ParamsError, PriceDataError
 
-FloatArray = NDArray[np.float64]
-IntArray = NDArray[np.int64]
-BoolArray = NDArray[np.bool_]
 Components = Literal["mm", "var"]
 MODELS = ("full", "isolated", "diagonal")
 DEFAULT_WARMUP = 365  # returns before the first start: a year of windows for the FHS quantile

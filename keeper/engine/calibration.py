@@ -48,15 +48,13 @@ from datetime import UTC, datetime
 from typing import Literal
 
 import numpy as np
-from numpy.typing import NDArray
 
+from keeper.arrays import FloatArray, IntArray
 from keeper.engine import fhs
 from keeper.engine.apc import Apc, ApcTool, effective_vols, effective_vols_path
 from keeper.engine.params import MAX_SCENARIOS, RiskParams, build_params
 from keeper.errors import ParamsError, PriceDataError
 
-FloatArray = NDArray[np.float64]
-IntArray = NDArray[np.int64]
 PsdPolicy = Literal["clip", "refuse"]
 Residuals = Literal["effective", "ewma"]
 Tail = Literal["auto", "fhs", "normal"]

@@ -20,13 +20,11 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import ArrayLike
 
+from keeper.arrays import BoolArray, FloatArray, IntArray
 from keeper.errors import ParamsError
 
-FloatArray = NDArray[np.float64]
-IntArray = NDArray[np.int64]
-BoolArray = NDArray[np.bool_]
 ComponentShares: TypeAlias = dict[str, float]
 
 # Acerbi & Szekely (2014), "Backtesting Expected Shortfall", Risk (December 2014; MSCI Research Insight):

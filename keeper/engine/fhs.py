@@ -53,12 +53,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from numpy.typing import NDArray
 
+from keeper.arrays import FloatArray, IntArray
 from keeper.errors import ParamsError, PriceDataError
 
-FloatArray = NDArray[np.float64]
-IntArray = NDArray[np.int64]
 Filter = Literal["cov", "vol"]
 
 BURN_IN = 30  # returns that only seed the EWMA before the first filtered return

@@ -27,15 +27,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import NDArray
 
+from keeper.arrays import BoolArray, FloatArray, IntArray
 from keeper.engine.fixedpoint import WAD
 from keeper.engine.margin import Portfolio
 from keeper.engine.params import RiskParams
-
-FloatArray = NDArray[np.float64]
-IntArray = NDArray[np.int64]
-BoolArray = NDArray[np.bool_]
 
 #: Accounts per chunk. 4096 x (n + S + 1) doubles is 1.6 MB at 16 assets / 32 scenarios: the working set
 #: stays in L2/L3 and the whole book streams through once.

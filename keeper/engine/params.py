@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from numpy.typing import NDArray
 
+from keeper.arrays import FloatArray
 from keeper.engine.fixedpoint import to_wad
 from keeper.errors import ParamsError
 
@@ -78,7 +78,7 @@ class RiskParams:
         return RiskParams(**{**self.__dict__, "oracles": tuple(oracles)})
 
 
-def cholesky_wad(cov: NDArray[np.float64]) -> tuple[int, ...]:
+def cholesky_wad(cov: FloatArray) -> tuple[int, ...]:
     """Lower-triangular Cholesky factor of a covariance matrix, row-major, in WAD.
 
     Raises ParamsError if the matrix is not symmetric positive definite.

@@ -23,12 +23,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 import numpy as np
-from numpy.typing import NDArray
 
+from keeper.arrays import FloatArray, IntArray
 from keeper.errors import PriceDataError
 
-FloatArray = NDArray[np.float64]
-IntArray = NDArray[np.int64]
 Cell = str | float | int | None
 
 TIMESTAMP = "timestamp"

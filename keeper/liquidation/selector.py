@@ -14,15 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import NDArray
 
 from keeper.adapters import Preview
+from keeper.arrays import BoolArray
 from keeper.engine.fixedpoint import WAD
 from keeper.engine.margin import Margin, Portfolio, liquidator_reward, margin, max_fraction, outage_prices
 from keeper.engine.params import RiskParams
 from keeper.engine.screen import Screen, WitnessKind
-
-BoolArray = NDArray[np.bool_]
 
 
 @dataclass(frozen=True)
