@@ -41,8 +41,10 @@ interface VmGas {
 /// - a maker (1 unit of collateral in every asset, $100M cash) on the other side of every perp,
 /// - a liquidator holding 1 unit of collateral and a 1-unit perp long in every asset, $100M cash,
 /// - a fresh account holding $100M cash only.
-/// Accounts are anvil's (ape's) test accounts 0 (admin, matcher, operator of the others), 1, 2, 3 and 5;
-/// orders carry nanosecond nonces as keeper.orders.fresh_nonce's, so the calldata is the old report's.
+/// Accounts are anvil's (ape's) test accounts 0 (admin, matcher, operator of the others), 1, 2, 3 and 5, and
+/// orders carry nanosecond nonces as keeper.orders.fresh_nonce's: the calldata is what the keeper and the
+/// simulator send to anvil (the same operations sent there through ape measured the same, +-24 gas: the
+/// signatures' zero bytes).
 abstract contract GasBench is Test {
     VmGas internal constant vmg = VmGas(VM_ADDRESS);
     uint256 internal constant WAD = 1e18;
