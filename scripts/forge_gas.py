@@ -77,7 +77,16 @@ def _hex(data: bytes) -> str:
 def params_solidity() -> str:
     """tests/forge/utils/GasParams.sol: `build_params` of every asset count of the grid, as Solidity."""
     smax = max(SCENARIO_COUNTS)
-    scalar_fields = ("z", "im_factor", "gamma", "penalty", "insurance_share", "close_factor", "target_health", "dust")
+    scalar_fields = (
+        "z",
+        "im_factor",
+        "gamma",
+        "penalty",
+        "insurance_share",
+        "close_factor",
+        "target_health",
+        "dust",
+    )
     first = params(ASSET_COUNTS[0], smax)
     scalars = [getattr(first, f) for f in scalar_fields]
     unit = round(SHOCK_STEP * WAD)

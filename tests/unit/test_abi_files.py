@@ -45,7 +45,8 @@ def test_keeper_error_table_equals_abi_errors() -> None:
     from keeper import revert
 
     ours = {
-        "0x" + sel.hex(): (name, list(types), list(names)) for sel, (name, types, names) in revert.error_table().items()
+        "0x" + sel.hex(): (name, list(types), list(names))
+        for sel, (name, types, names) in revert.error_table().items()
     }
     theirs = {
         str(e["selector"]): (e["name"], [i["type"] for i in e["inputs"]], [i["name"] for i in e["inputs"]])  # type: ignore[index, union-attr]

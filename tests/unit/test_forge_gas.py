@@ -32,7 +32,10 @@ def _log(op: str, extra: str = "") -> str:
 
 
 def test_rows_parsed_in_the_report_schema(forge_gas: ModuleType) -> None:
-    logs = [_log(op) for op in forge_gas.OPS[:-1]] + [_log("liquidate", " 733708 340000000000000000"), "other"]
+    logs = [_log(op) for op in forge_gas.OPS[:-1]] + [
+        _log("liquidate", " 733708 340000000000000000"),
+        "other",
+    ]
     report: dict[str, Any] = {
         "tests/forge/Gas.t.sol:GasReportTest": {
             "test_results": {"test_gas_8x16()": {"status": "Success", "decoded_logs": logs}}
@@ -53,6 +56,8 @@ def test_rows_parsed_in_the_report_schema(forge_gas: ModuleType) -> None:
 
 
 def test_failed_forge_test_is_an_error(forge_gas: ModuleType) -> None:
-    report = {"s": {"test_results": {"test_gas_1x8()": {"status": "Failure", "reason": "boom", "decoded_logs": []}}}}
+    report = {
+        "s": {"test_results": {"test_gas_1x8()": {"status": "Failure", "reason": "boom", "decoded_logs": []}}}
+    }
     with pytest.raises(SystemExit, match="boom"):
         forge_gas.parse_rows(report)
