@@ -7,6 +7,7 @@ import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 from eth_utils import keccak
@@ -35,7 +36,7 @@ def test_committed_abi_files_match_the_compiled_contracts(rendered: dict[str, st
     assert not stale, f"abi/{', abi/'.join(stale)} out of date with contracts/: run `make abi` and commit"
 
 
-def _errors() -> list[dict[str, object]]:
+def _errors() -> list[dict[str, Any]]:
     return json.loads((ABI / "errors.json").read_text())
 
 
@@ -49,7 +50,7 @@ def test_keeper_error_table_equals_abi_errors() -> None:
         for sel, (name, types, names) in revert.error_table().items()
     }
     theirs = {
-        str(e["selector"]): (e["name"], [i["type"] for i in e["inputs"]], [i["name"] for i in e["inputs"]])  # type: ignore[index, union-attr]
+        e["selector"]: (e["name"], [i["type"] for i in e["inputs"]], [i["name"] for i in e["inputs"]])
         for e in _errors()
     }
     assert ours == theirs
@@ -57,7 +58,7 @@ def test_keeper_error_table_equals_abi_errors() -> None:
 
 def test_selectors_and_topics_are_the_signatures_hashes() -> None:
     for e in _errors():
-        assert e["selector"] == "0x" + keccak(text=str(e["signature"]))[:4].hex()
+        assert e["selector"] == "0x" + keccak(text=e["signature"])[:4].hex()
     for ev in json.loads((ABI / "events.json").read_text()):
         assert ev["topic0"] == "0x" + keccak(text=ev["signature"]).hex()
 
