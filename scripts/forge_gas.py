@@ -211,12 +211,12 @@ def run_forge(points: Sequence[tuple[int, int]]) -> dict[tuple[int, int], list[d
         "-vv",  # decoded_logs are empty below -vv
     ]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
-    # forge prints its compiler progress before the JSON document
-    start = proc.stdout.find("{")
-    if start < 0:
+    # the JSON report is one line; compiler progress or warnings may come before it
+    reports = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if not reports:
         sys.stderr.write(proc.stdout + proc.stderr)
         raise SystemExit(f"forge test exited {proc.returncode} without a JSON report")
-    rows = parse_rows(json.loads(proc.stdout[start:]))
+    rows = parse_rows(json.loads(reports[-1]))
     missing = [p for p in points if p not in rows]
     if missing or proc.returncode != 0:
         sys.stderr.write(proc.stderr)
