@@ -110,8 +110,9 @@ gas: setup
 	python scripts/forge_gas.py
 	forge snapshot $(GAS_SNAPSHOT_ARGS)
 
+# GAS_TOLERANCE=0: exact (forge's --tolerance 0 flags equal figures too)
 gas-check: setup
-	forge snapshot $(GAS_SNAPSHOT_ARGS) --check --tolerance $(GAS_TOLERANCE)
+	forge snapshot $(GAS_SNAPSHOT_ARGS) --check $(if $(filter-out 0,$(GAS_TOLERANCE)),--tolerance $(GAS_TOLERANCE))
 
 abi: compile
 	python scripts/export_abi.py

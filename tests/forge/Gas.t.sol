@@ -6,7 +6,6 @@ import {MarginLens} from "../../contracts/periphery/MarginLens.sol";
 import {GasProbe} from "../../contracts/mocks/GasProbe.sol";
 import {MockAggregator} from "../../contracts/mocks/MockAggregator.sol";
 import {MockERC20} from "../../contracts/mocks/MockERC20.sol";
-import {IMarginAccount} from "../../contracts/interfaces/IMarginAccount.sol";
 import {
     RiskParams,
     OracleConfig,
@@ -30,6 +29,7 @@ interface VmGas {
     }
 
     function lastCallGas() external view returns (Gas memory);
+    function deployCode(string calldata artifactPath, bytes calldata constructorArgs) external returns (address);
     function snapshotState() external returns (uint256);
     function revertToState(uint256 snapshotId) external returns (bool);
 }
@@ -86,8 +86,12 @@ abstract contract GasBench is Test {
         RiskParams memory p = GasParams.params(n);
         vm.startPrank(admin);
         quote = new MockERC20("USD Coin", "USDC", 6);
-        margin = new MarginAccount(quote, admin, 1 days);
-        lens = new MarginLens(IMarginAccount(address(margin)));
+        // from the compiled artifacts, not `new`: via-IR would optimise the core's code again inside every test
+        // contract that creates it (minutes of compilation)
+        margin = MarginAccount(
+            vmg.deployCode("contracts/MarginAccount.sol:MarginAccount", abi.encode(quote, admin, 1 days))
+        );
+        lens = MarginLens(vmg.deployCode("contracts/periphery/MarginLens.sol:MarginLens", abi.encode(margin)));
         for (uint256 i; i < n; ++i) {
             string memory symbol = string.concat("A", _u(i));
             tokens.push(new MockERC20(symbol, symbol, decimals[i % 3]));
