@@ -1,8 +1,9 @@
 """`make gas`: gas of each margin operation at 1, 4, 8, 16 assets and 8, 16, 32 scenarios -> reports/gas.json.
 
-Measured by forge: tests/forge/Gas.t.sol (`GasReportTest`, one test per grid point) run with `forge test
---isolate`, so that every call the test makes is a transaction of its own (cold storage, 21,000 intrinsic gas,
-calldata, refunds: what a receipt's gasUsed says). Each test logs its figures; this script collects them.
+Measured by forge: tests/forge/Gas.t.sol (`GasReportTest.test_gas`, every grid point in turn) run with
+`forge test --isolate`, so that every call the test makes is a transaction of its own (cold storage, 21,000
+intrinsic gas, calldata, refunds: what a receipt's gasUsed says). The test logs its figures (`gas-row`
+lines); this script collects them.
 
   margin    execution gas of `marginOf` (the full check: every price, every component), measured by
             contracts/mocks/GasProbe.sol in a call of its own, all storage cold (as inside an eth_call)
@@ -196,7 +197,7 @@ def parse_rows(forge_json: dict[str, Any]) -> dict[tuple[int, int], list[dict[st
 
 
 def run_forge(points: Sequence[tuple[int, int]]) -> dict[tuple[int, int], list[dict[str, Any]]]:
-    tests = "|".join(f"{n}x{s}" for n, s in points)
+    """Runs `GasReportTest.test_gas` with --isolate over the asset and scenario counts of `points`."""
     cmd = [
         "forge",
         "test",
@@ -205,12 +206,15 @@ def run_forge(points: Sequence[tuple[int, int]]) -> dict[tuple[int, int], list[d
         "tests/forge/Gas.t.sol",
         "--match-contract",
         "GasReportTest",
-        "--match-test",
-        f"^test_gas_({tests})\\(",
         "--json",
         "-vv",  # decoded_logs are empty below -vv
     ]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
+    env = {
+        **os.environ,
+        "GAS_ASSETS": ",".join(str(n) for n in dict.fromkeys(n for n, _ in points)),
+        "GAS_SCENARIOS": ",".join(str(s) for s in dict.fromkeys(s for _, s in points)),
+    }
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     # the JSON report is one line; compiler progress or warnings may come before it
     reports = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if not reports:

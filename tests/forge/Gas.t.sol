@@ -32,6 +32,10 @@ interface VmGas {
     function deployCode(string calldata artifactPath, bytes calldata constructorArgs) external returns (address);
     function snapshotState() external returns (uint256);
     function revertToState(uint256 snapshotId) external returns (bool);
+    function envOr(string calldata name, string calldata delim, uint256[] calldata defaultValue)
+        external
+        view
+        returns (uint256[] memory);
 }
 
 /// @notice The stack and the books of the gas report (scripts/forge_gas.py): n assets priced $100, $200, ...
@@ -43,7 +47,7 @@ interface VmGas {
 /// - a fresh account holding $100M cash only.
 /// Accounts are anvil's (ape's) test accounts 0 (admin, matcher, operator of the others), 1, 2, 3 and 5, and
 /// orders carry nanosecond nonces as keeper.orders.fresh_nonce's: the calldata is what the keeper and the
-/// simulator send to anvil (the same operations sent there through ape measured the same, +-24 gas: the
+/// simulator send to anvil (the same operations sent there through ape measured the same, +-36 gas: the
 /// signatures' zero bytes).
 abstract contract GasBench is Test {
     VmGas internal constant vmg = VmGas(VM_ADDRESS);
@@ -231,9 +235,9 @@ abstract contract GasBench is Test {
     }
 }
 
-/// @notice The gas report's grid (`make gas`: scripts/forge_gas.py runs these with --isolate and collects the
+/// @notice The gas report's grid (`make gas`: scripts/forge_gas.py runs it with --isolate and collects the
 /// `gas-row` lines). Without --isolate (as in `forge test`) the figures are not transaction gas: the calls
-/// share one transaction and its warm storage; the tests then check only that every operation goes through.
+/// share one transaction and its warm storage; the test then checks only that every operation goes through.
 contract GasReportTest is GasBench {
     function _row(string memory op, uint256 n, uint256 s, uint256 gas) internal pure returns (string memory) {
         return string.concat("gas-row ", op, " ", _u(n), " ", _u(s), " ", _u(gas));
@@ -265,52 +269,20 @@ contract GasReportTest is GasBench {
         console.log(string.concat(_row("liquidate", n, s, liquidate), " ", _u(intoEmpty), " ", _u(taken)));
     }
 
-    function test_gas_1x8() external {
-        _report(1, 8);
-    }
-
-    function test_gas_1x16() external {
-        _report(1, 16);
-    }
-
-    function test_gas_1x32() external {
-        _report(1, 32);
-    }
-
-    function test_gas_4x8() external {
-        _report(4, 8);
-    }
-
-    function test_gas_4x16() external {
-        _report(4, 16);
-    }
-
-    function test_gas_4x32() external {
-        _report(4, 32);
-    }
-
-    function test_gas_8x8() external {
-        _report(8, 8);
-    }
-
-    function test_gas_8x16() external {
-        _report(8, 16);
-    }
-
-    function test_gas_8x32() external {
-        _report(8, 32);
-    }
-
-    function test_gas_16x8() external {
-        _report(16, 8);
-    }
-
-    function test_gas_16x16() external {
-        _report(16, 16);
-    }
-
-    function test_gas_16x32() external {
-        _report(16, 32);
+    /// @notice Every grid point in turn, each on a stack of its own: GAS_ASSETS and GAS_SCENARIOS
+    /// (comma-separated) narrow the grid. One test, not one per point: via-IR would compile `_report` into each.
+    function test_gas() external {
+        uint256[] memory assets = new uint256[](4);
+        (assets[0], assets[1], assets[2], assets[3]) = (1, 4, 8, 16);
+        uint256[] memory scenarios = new uint256[](3);
+        (scenarios[0], scenarios[1], scenarios[2]) = (8, 16, 32);
+        assets = vmg.envOr("GAS_ASSETS", ",", assets);
+        scenarios = vmg.envOr("GAS_SCENARIOS", ",", scenarios);
+        for (uint256 a; a < assets.length; ++a) {
+            for (uint256 k; k < scenarios.length; ++k) {
+                _report(assets[a], scenarios[k]);
+            }
+        }
     }
 }
 
