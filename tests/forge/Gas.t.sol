@@ -90,8 +90,8 @@ abstract contract GasBench is Test {
         RiskParams memory p = GasParams.params(n);
         vm.startPrank(admin);
         quote = new MockERC20("USD Coin", "USDC", 6);
-        // from the compiled artifacts, not `new`: via-IR would optimise the core's code again inside every test
-        // contract that creates it (minutes of compilation)
+        // from the compiled artifacts, not `new`: the test contracts do not carry (and via-IR does not
+        // compile into them) the core's creation code
         margin = MarginAccount(
             vmg.deployCode("contracts/MarginAccount.sol:MarginAccount", abi.encode(quote, admin, 1 days))
         );
