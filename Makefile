@@ -35,14 +35,16 @@ NODE_STAMP := $(ROOT)/node_modules/.stamp-node-$(NODE_KEY)
 
 SLITHER_FILTER := node_modules/|contracts/mocks/|contracts/\.cache/|tests/|test/
 
-.PHONY: help setup compile test test-forge test-py demo gas bench backtest lint slither clean distclean
+.PHONY: help setup compile test test-forge test-py demo gas gas-check abi bench backtest lint slither clean distclean
 
 help:
 	@echo "make setup    create .venv (requirements.lock + editable project), npm ci, link solc shim/anvil/forge"
 	@echo "make compile  ape compile"
 	@echo "make test     forge test (tests/forge, if any) then pytest (PYTEST_ARGS=... to pass options)"
 	@echo "make demo     the demo scenario on a local chain it starts and stops (-> reports/demo/report.md)"
-	@echo "make gas      python scripts/gas_report.py  (-> reports/gas.json)"
+	@echo "make gas      forge: gas of every operation over the grid (-> reports/gas.json) and .gas-snapshot"
+	@echo "make gas-check forge snapshot --check: fails when a gas test moved more than GAS_TOLERANCE % (default 1)"
+	@echo "make abi      ABIs, custom errors and events of the contracts for integrators (-> abi/)"
 	@echo "make bench    engine, keeper and simulator benchmarks (-> reports/bench/*.json)"
 	@echo "make backtest margin backtest on real BTC/ETH(/LTC) history (-> reports/backtest/)"
 	@echo "make lint     ruff check + mypy keeper sim"
@@ -97,9 +99,23 @@ test-py: compile
 demo: compile
 	python -m sim run scenarios/demo.yaml --out reports/demo
 
-gas: compile
+# forge: tests/forge/Gas.t.sol. GasReportTest (the grid) runs with --isolate, every call a transaction of its
+# own (scripts/forge_gas.py collects its figures); GasSnapshot*Test (one operation per test at 8 assets / 16
+# scenarios) is what .gas-snapshot records and gas-check compares.
+GAS_SNAPSHOT_ARGS := --match-path tests/forge/Gas.t.sol --match-contract '^GasSnapshot'
+GAS_TOLERANCE ?= 1
+
+gas: setup
 	@mkdir -p reports
-	python scripts/gas_report.py
+	python scripts/forge_gas.py
+	forge snapshot $(GAS_SNAPSHOT_ARGS)
+
+# GAS_TOLERANCE=0: exact (forge's --tolerance 0 flags equal figures too)
+gas-check: setup
+	forge snapshot $(GAS_SNAPSHOT_ARGS) --check $(if $(filter-out 0,$(GAS_TOLERANCE)),--tolerance $(GAS_TOLERANCE))
+
+abi: compile
+	python scripts/export_abi.py
 
 bench: compile
 	@mkdir -p reports/bench

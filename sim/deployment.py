@@ -1,6 +1,7 @@
 """Deploy the protocol with mock tokens and feeds on a local chain (ape), and open portfolios on it.
 
-Used by the demo, the gas report, the contract tests and the simulator: one way to stand the stack up.
+Used by the demo, the contract tests and the simulator: one way to stand the stack up (the gas report,
+`make gas`, stands the same stack up in forge: tests/forge/Gas.t.sol).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
-/// @notice Measures the execution gas of one call (used through eth_call by scripts/gas_report.py).
+/// @notice Measures the execution gas of one call (used by the gas report, tests/forge/Gas.t.sol: `make gas`).
 /// A reverting call is measured up to its revert: a `liquidate` of a healthy account stops right after the
 /// witness check, so its gas is the cost of loading the account and verifying one component.
 contract GasProbe {
