@@ -81,8 +81,10 @@ from keeper.engine.netting import FloatParams, book_margin, compare_isolated, wa
 from keeper.engine.params import RiskParams
 from keeper.service import Keeper, TickReport
 from sim import artifacts
-from sim import stack as st
+from sim.accounts import AccountSpec, key_address, required_cash
 from sim.anvil import DEV_KEYS, Anvil
+from sim.chain import GAS
+from sim.deploy import deploy
 from sim.deployment import AssetSpec, feed_answer
 from sim.insurance import seed_insurance_fund
 from sim.metrics import (
@@ -105,7 +107,10 @@ from sim.oracle import FeedUpdates, scenario_feeds
 from sim.paths import PricePaths, price_paths
 from sim.population import Population, build_population
 from sim.retry import SimulationError, describe, require_base, split_failed, with_retries
+from sim.rpc import Rpc, StackError
 from sim.scenario import RiskSpec, Scenario, ScenarioError, load_scenario, risk_params
+from sim.seeding import fund_keeper, open_accounts
+from sim.stack import ChainStack, Market
 from sim.unwind import Unwinder, equity_at
 
 LIQUIDATED_TOPIC = event_topic("Liquidated")
@@ -239,7 +244,7 @@ def _decode_words(data: str) -> list[int]:
 class MarketReader:
     """`MarginLens.market()` by one raw `eth_call` (a web3 contract call costs ~20 ms of Python a read)."""
 
-    def __init__(self, stack: st.ChainStack) -> None:
+    def __init__(self, stack: ChainStack) -> None:
         self.stack = stack
         self.data = stack.lens.encode_abi("market", args=[])
         fn = next(
@@ -247,10 +252,10 @@ class MarketReader:
         )
         self.types = [artifacts.type_str(o) for o in fn["outputs"]]
 
-    def read(self) -> st.Market:
+    def read(self) -> Market:
         raw = self.stack.rpc.call("eth_call", [{"to": self.stack.lens.address, "data": self.data}, "latest"])
         (value,) = abi_decode(self.types, bytes.fromhex(raw[2:]))
-        return st.Market.of(value)
+        return Market.of(value)
 
 
 class ChainRun:
@@ -289,7 +294,7 @@ class ChainRun:
             else [scenario.start_time + t * scenario.step_seconds for t in range(T)]
         )
         self.notes: list[str] = []
-        self.stack: st.ChainStack | None = None
+        self.stack: ChainStack | None = None
 
     @property
     def progress_label(self) -> str:
@@ -304,11 +309,11 @@ class ChainRun:
             return asyncio.run(self._run(node, Path(tmp)))
 
     # ---------------------------------------------------------------- setup
-    def _setup(self, node: Anvil) -> tuple[st.ChainStack, Population, list[str]]:
+    def _setup(self, node: Anvil) -> tuple[ChainStack, Population, list[str]]:
         sc = self.scenario
         p0 = self.prices[0]
         assets = [AssetSpec(a.symbol, a.decimals, float(p0[i]), 0.05) for i, a in enumerate(sc.assets)]
-        stack = st.deploy(node.url, assets, params=self.rp, heartbeat=sc.heartbeat_s)
+        stack = deploy(node.url, assets, params=self.rp, heartbeat=sc.heartbeat_s)
         if sc.insurance_fund_usd > 0:
             seed_insurance_fund(stack, sc.insurance_fund_usd)
         pop = build_population(sc, p0, self.rp, seed=self.seed)
@@ -317,22 +322,22 @@ class ChainRun:
         for k in range(pop.accounts):
             col = tuple(float(x) for x in pop.collateral[k])
             perps = tuple(float(x) for x in pop.perps[k])
-            need = st.required_cash(stack, st.AccountSpec(0.0, col, perps), prices_wad)
+            need = required_cash(stack, AccountSpec(0.0, col, perps), prices_wad)
             cash = float(pop.cash[k])
             if need > cash:
                 topped += 1
                 cash = need
-            specs.append(st.AccountSpec(cash, col, perps))
+            specs.append(AccountSpec(cash, col, perps))
         if topped:
             self.notes.append(
                 f"{topped} account(s) got more cash than their sizing to pass the initial-margin check after "
                 "each trade (perps open one asset at a time)"
             )
         gross = float(np.sum(np.abs(pop.perps) @ p0))
-        addresses = st.open_accounts(stack, specs, mm_cash=max(gross, 1_000_000.0)) if specs else []
+        addresses = open_accounts(stack, specs, mm_cash=max(gross, 1_000_000.0)) if specs else []
         return stack, pop, [a.lower() for a in addresses]
 
-    def _keepers(self, stack: st.ChainStack, node: Anvil, tmp: Path) -> tuple[list[Keeper], list[str]]:
+    def _keepers(self, stack: ChainStack, node: Anvil, tmp: Path) -> tuple[list[Keeper], list[str]]:
         cfg = self.scenario.keepers
         count = cfg.count if cfg.enabled else 0
         dep = tmp / "deployment.json"
@@ -351,15 +356,13 @@ class ChainRun:
         for k in range(count):
             key = keeper_key(k)
             os.environ[KEY_ENV.format(k)] = key
-            address = st.key_address(bytes.fromhex(key[2:]))
-            st.fund_keeper(stack, address, cfg.capital_usd)
+            address = key_address(bytes.fromhex(key[2:]))
+            fund_keeper(stack, address, cfg.capital_usd)
             if UNWIND:  # the keeper makes the admin its operator: the admin signs its closing orders
                 stack.rpc.call("anvil_impersonateAccount", [address])
                 try:
                     data = stack.margin.encode_abi("setOperator", args=[stack.admin, True])
-                    stack.send(
-                        [stack.tx(stack.margin.address, data, sender=address, gas=st.GAS["setOperator"])]
-                    )
+                    stack.send([stack.tx(stack.margin.address, data, sender=address, gas=GAS["setOperator"])])
                 finally:
                     stack.rpc.call("anvil_stopImpersonatingAccount", [address])
             settings = load_settings(
@@ -395,7 +398,7 @@ class ChainRun:
 
     async def _loop(
         self,
-        stack: st.ChainStack,
+        stack: ChainStack,
         pop: Population,
         accounts: list[str],
         keepers: list[Keeper],
@@ -629,7 +632,7 @@ class ChainRun:
         trader_rng = np.random.default_rng([self.seed or 0, self.path, 0x54524144])
         topped = _TopUps()
         if traders.topup_below_health is not None:
-            st.fund_keeper(stack, stack.admin, 0.0)  # gas only; the cash is minted below
+            fund_keeper(stack, stack.admin, 0.0)  # gas only; the cash is minted below
             stack.transact(stack.quote, "mint", stack.admin, 10**30)
             stack.transact(stack.quote, "approve", stack.margin.address, 2**256 - 1)
 
@@ -666,7 +669,7 @@ class ChainRun:
             for i in range(n):
                 if t > 0 and self.push[t, i]:
                     data = stack.feeds[i].encode_abi("setPrice", args=[feed_answer(float(self.value[t, i]))])
-                    tx = stack.tx(stack.feeds[i].address, data, gas=st.GAS["setPrice"])
+                    tx = stack.tx(stack.feeds[i].address, data, gas=GAS["setPrice"])
                     tx["nonce"] = hex(nonce)
                     nonce += 1
                     txs.append(tx)
@@ -674,7 +677,7 @@ class ChainRun:
                     onchain[i] = float(self.value[t, i])
             for account, usd in topups(t) if t > 0 else ():
                 data = stack.margin.encode_abi("depositCash", args=[account, int(usd * 1e6)])
-                tx = stack.tx(stack.margin.address, data, gas=st.GAS["depositCash"])
+                tx = stack.tx(stack.margin.address, data, gas=GAS["depositCash"])
                 tx["nonce"] = hex(nonce)
                 nonce += 1
                 txs.append(tx)
@@ -689,7 +692,7 @@ class ChainRun:
                 receipts = rpc.batch([("eth_getTransactionReceipt", [h]) for h in hashes[:must]])
                 for label, h, r in zip(labels[:must], hashes[:must], receipts, strict=True):
                     if r is None or int(r["status"], 16) != 1:
-                        raise st.StackError(f"{label}: not mined or reverted (tx {h})")
+                        raise StackError(f"{label}: not mined or reverted (tx {h})")
             hedges.track(hashes[must:], meta)
             hedges.check()
             return b
@@ -818,7 +821,7 @@ class ChainRun:
 
     def _keeper_records(
         self,
-        rpc: st.Rpc,
+        rpc: Rpc,
         tallies: list[_KeeperTally],
         step_of_block: Mapping[int, int],
         native: int | None,

@@ -15,9 +15,9 @@ import sim.runner
 from sim.metrics import CapitalSnapshot, FailedPath, RunRecord, StepSeries
 from sim.report import write_report
 from sim.retry import SimulationError, transient, with_retries
+from sim.rpc import StackError, TxFailed
 from sim.runner import ParamSet, run_parameter_set, run_scenario
 from sim.scenario import validate_scenario
-from sim.stack import StackError, TxFailed
 
 
 @pytest.fixture(autouse=True)
