@@ -108,7 +108,9 @@ from sim.paths import PricePaths, price_paths
 from sim.population import Population, build_population
 from sim.retry import SimulationError, describe, require_base, split_failed, with_retries
 from sim.rpc import Rpc, StackError
-from sim.scenario import RiskSpec, Scenario, ScenarioError, load_scenario, risk_params
+from sim.riskparams import risk_params
+from sim.scenario import Scenario, ScenarioError, load_scenario
+from sim.scenario_risk import RiskSpec
 from sim.seeding import fund_keeper, open_accounts
 from sim.stack import ChainStack, Market
 from sim.unwind import Unwinder, equity_at

@@ -45,7 +45,7 @@ from keeper.engine import margin as mirror
 from keeper.engine.fixedpoint import WAD
 from sim.accounts import market_maker
 from sim.chain import GAS
-from sim.scenario import UnwindImpact
+from sim.scenario_keepers import UnwindImpact
 from sim.stack import ChainStack
 
 UNWIND_SLICES = 4

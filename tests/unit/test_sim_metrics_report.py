@@ -35,7 +35,8 @@ from sim.oracle import FeedUpdates, scenario_feeds
 from sim.paths import PricePaths, price_paths
 from sim.population import build_population
 from sim.report import PLOTS, markdown, narrative, usd, write_report
-from sim.scenario import Scenario, load_scenario, risk_params
+from sim.riskparams import risk_params
+from sim.scenario import Scenario, load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIRED = (
