@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from keeper.errors import MarginError
-from sim.metrics import tail_caveat
+from sim.measures import tail_caveat
 from sim.playground import PlaygroundError
 from sim.scenario import ScenarioError, load_scenario
 
@@ -87,8 +87,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from sim.metrics import SimReport
     from sim.report import markdown
+    from sim.report_model import SimReport
 
     d = Path(args.dir)
     src = d / "report.json"

@@ -22,17 +22,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from sim.metrics import (
-    HEALTH_QUANTILES,
-    LOST_RACE,
-    BadDebt,
-    Keeper,
-    Latency,
-    RunRecord,
-    SimReport,
-    SimResult,
-    tail_caveat,
-)
+from sim.measures import tail_caveat
+from sim.records import HEALTH_QUANTILES, RunRecord
+from sim.report_model import LOST_RACE, BadDebt, Keeper, Latency, SimReport
+from sim.results import SimResult
 
 PLOTS = ("prices", "health", "liquidations", "insurance_fund", "bad_debt", "margin")
 
@@ -428,7 +421,7 @@ def plot_bad_debt(records: tuple[RunRecord, ...], path: Path) -> None:
         ax.text(0.5, 0.5, "no bad debt on this path", transform=ax.transAxes, ha="center", va="center",
                 fontsize=13, color="tab:green")  # fmt: skip
     if many:
-        from sim.metrics import tail_risk
+        from sim.measures import tail_risk
 
         losses = np.array([r.bad_debt_usd for r in records])
         var99, es99 = tail_risk(losses, 0.99)

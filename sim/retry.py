@@ -21,7 +21,7 @@ import requests
 
 from keeper.errors import ExecutionReverted, MarginError, RpcError
 from sim.anvil import AnvilError
-from sim.metrics import FailedPath, RunRecord
+from sim.records import FailedPath, RunRecord
 from sim.rpc import StackError, TxFailed
 
 T = TypeVar("T")

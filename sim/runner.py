@@ -87,28 +87,15 @@ from sim.chain import GAS
 from sim.deploy import deploy
 from sim.deployment import AssetSpec, feed_answer
 from sim.insurance import seed_insurance_fund
-from sim.metrics import (
-    HEALTH_QUANTILES,
-    Breach,
-    FailedPath,
-    KeeperRecord,
-    Liquidation,
-    RunRecord,
-    SimResult,
-    StepSeries,
-    build_result,
-    capital_snapshot,
-    detect_breaches,
-    find_missed,
-    health_quantiles,
-    split_too_late,
-)
+from sim.measures import capital_snapshot, detect_breaches, find_missed, health_quantiles, split_too_late
 from sim.oracle import FeedUpdates, scenario_feeds
 from sim.paths import PricePaths, price_paths
 from sim.population import Population, build_population
+from sim.records import HEALTH_QUANTILES, Breach, FailedPath, KeeperRecord, Liquidation, RunRecord, StepSeries
+from sim.results import SimResult, build_result
 from sim.retry import SimulationError, describe, require_base, split_failed, with_retries
-from sim.rpc import Rpc, StackError
 from sim.riskparams import risk_params
+from sim.rpc import Rpc, StackError
 from sim.scenario import Scenario, ScenarioError, load_scenario
 from sim.scenario_risk import RiskSpec
 from sim.seeding import fund_keeper, open_accounts

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 import sim.report as report
-from sim.metrics import (
+from sim.measures import episode_start, find_missed, split_too_late
+from sim.metrics import summarise
+from sim.records import (
     HEALTH_QUANTILES,
     Breach,
     CapitalSnapshot,
@@ -20,10 +22,6 @@ from sim.metrics import (
     Missed,
     RunRecord,
     StepSeries,
-    episode_start,
-    find_missed,
-    split_too_late,
-    summarise,
 )
 from sim.runner import text_progress
 

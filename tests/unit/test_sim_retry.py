@@ -12,7 +12,7 @@ import requests
 
 import sim.retry
 import sim.runner
-from sim.metrics import CapitalSnapshot, FailedPath, RunRecord, StepSeries
+from sim.records import CapitalSnapshot, FailedPath, RunRecord, StepSeries
 from sim.report import write_report
 from sim.retry import SimulationError, transient, with_retries
 from sim.rpc import StackError, TxFailed
