@@ -87,8 +87,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from sim.report import markdown
     from sim.report_model import SimReport
+    from sim.report_text import markdown
 
     d = Path(args.dir)
     src = d / "report.json"

@@ -27,8 +27,9 @@ from sim.oracle import FeedUpdates, scenario_feeds
 from sim.paths import PricePaths, price_paths
 from sim.population import build_population
 from sim.records import HEALTH_QUANTILES, Breach, KeeperRecord, Liquidation, RunRecord, StepSeries
-from sim.report import PLOTS, markdown, narrative, usd, write_report
+from sim.report import PLOTS, write_report
 from sim.report_model import SimReport
+from sim.report_text import markdown, narrative, usd
 from sim.results import build_result
 from sim.riskparams import risk_params
 from sim.scenario import Scenario, load_scenario
@@ -354,8 +355,8 @@ def test_bad_debt_is_reported_against_the_open_interest(
 
 def test_failed_keeper_transactions_are_explained() -> None:
     """The headline says how many failed transactions were lost races between the keepers."""
-    from sim.report import _failures
     from sim.report_model import Keeper
+    from sim.report_text import _failures
 
     base = dict(keepers=2, sent=10, succeeded=6, failed=4, gas_used=1, gas_usd=0.0, rewards_usd=0.0,
                 inventory_pnl_usd=0.0, pnl_usd=0.0, per_keeper=[])  # fmt: skip
