@@ -48,6 +48,7 @@ from sim.chain import GAS
 from sim.scenario_keepers import UnwindImpact
 from sim.stack import ChainStack
 
+UNWIND = True  # keepers close inherited perps every step (else their capital caps what they can take on)
 UNWIND_SLICES = 4
 TRADE_BAND = 0.1  # MarginAccount.TRADE_BAND: |trade price / oracle - 1| <= 10%
 BAND_MARGIN = 1e-6  # stay this far inside the band (integer rounding of the WAD prices)

@@ -14,6 +14,7 @@ import sim.plots as plots
 import sim.report_text as report_text
 from sim.measures import episode_start, find_missed, split_too_late
 from sim.metrics import summarise
+from sim.progress import text_progress
 from sim.records import (
     HEALTH_QUANTILES,
     Breach,
@@ -24,7 +25,6 @@ from sim.records import (
     RunRecord,
     StepSeries,
 )
-from sim.runner import text_progress
 
 T = 6
 

@@ -143,7 +143,7 @@ def test_no_retries_and_every_base_path_failing(
 
 
 def test_a_failed_sweep_point_is_ranked_last() -> None:
-    from sim.__main__ import failed_point, rank
+    from sim.sweep import failed_point, rank
 
     rows = [
         failed_point(0, {"gamma": 0.05}, SimulationError("every path of the 'gamma=0.05' set failed")),
