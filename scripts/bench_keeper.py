@@ -2,7 +2,7 @@
 
     python scripts/bench_keeper.py [--accounts 10000] [--rounds 8] [--out reports/bench/keeper.json]
 
-Book: `--accounts` ETH-perp books opened on a fresh anvil (sim/stack.py), 1% of them levered with cash
+Book: `--accounts` ETH-perp books opened on a fresh anvil (sim/seeding.py), 1% of them levered with cash
 spread between 1.0x and 1.1x of their initial margin, the rest at 3x. Each round drops the ETH price by
 3% in one block (the feed update is the only transaction), then times the production `Keeper.tick()`
 (keeper/service.py): follow logs, read market + changed accounts, screen the whole book, exact check,
@@ -31,27 +31,30 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from keeper.config import load_settings
 from keeper.service import Keeper
-from sim import stack as st
+from sim.accounts import AccountSpec, key_address, required_cash
 from sim.anvil import DEV_KEYS, Anvil
+from sim.deploy import deploy
+from sim.seeding import fund_keeper, open_accounts
+from sim.stack import ChainStack
 
 KEY_ENV = "KEEPER_BENCH_KEY"
 
 
-def build(node: Anvil, accounts: int) -> st.ChainStack:
-    stack = st.deploy(node.url)
-    spec = st.AccountSpec(0.0, perps=(10.0,))
-    need = st.required_cash(stack, spec)
+def build(node: Anvil, accounts: int) -> ChainStack:
+    stack = deploy(node.url)
+    spec = AccountSpec(0.0, perps=(10.0,))
+    need = required_cash(stack, spec)
     levered = max(1, accounts // 100)
-    specs = [st.AccountSpec(need * (1.0 + 0.1 * (k + 1) / levered), perps=(10.0,)) for k in range(levered)]
-    specs += [st.AccountSpec(need * 3, perps=(10.0,)) for _ in range(accounts - levered)]
+    specs = [AccountSpec(need * (1.0 + 0.1 * (k + 1) / levered), perps=(10.0,)) for k in range(levered)]
+    specs += [AccountSpec(need * 3, perps=(10.0,)) for _ in range(accounts - levered)]
     t = time.perf_counter()
-    st.open_accounts(stack, specs)
+    open_accounts(stack, specs)
     print(f"opened {accounts} accounts in {time.perf_counter() - t:.1f} s", file=sys.stderr)
-    st.fund_keeper(stack, st.key_address(bytes.fromhex(DEV_KEYS[1][2:])), 50_000_000)
+    fund_keeper(stack, key_address(bytes.fromhex(DEV_KEYS[1][2:])), 50_000_000)
     return stack
 
 
-async def bench(stack: st.ChainStack, tmp: Path, rounds: int) -> dict[str, object]:
+async def bench(stack: ChainStack, tmp: Path, rounds: int) -> dict[str, object]:
     dep = tmp / "deployment.json"
     stack.deployment.save(dep)
     settings = load_settings(

@@ -23,7 +23,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sim.runner import ParamSet, install_signal_handlers, run_parameter_set  # noqa: E402
+from sim.nodes import install_signal_handlers  # noqa: E402
+from sim.runner import ParamSet, run_parameter_set  # noqa: E402
 from sim.scenario import validate_scenario  # noqa: E402
 
 SOURCE = ROOT / "scenarios" / "large_book.yaml"

@@ -23,12 +23,10 @@ import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
 from keeper.errors import MarginError
-from sim.metrics import tail_caveat
 from sim.playground import PlaygroundError
 from sim.scenario import ScenarioError, load_scenario
 
@@ -38,7 +36,7 @@ def _progress(quiet: bool) -> tuple[Any, Any]:
     lines on stderr otherwise (a log or a pipe), nothing with --quiet."""
     import contextlib
 
-    from sim.runner import rich_progress, text_progress
+    from sim.progress import rich_progress, text_progress
 
     if quiet:
         return contextlib.nullcontext(), None
@@ -87,8 +85,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from sim.metrics import SimReport
-    from sim.report import markdown
+    from sim.report_model import SimReport
+    from sim.report_text import markdown
 
     d = Path(args.dir)
     src = d / "report.json"
@@ -106,36 +104,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------ sweep
 
 
-def rank(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Points within the bad-debt limit (or with no limit) first, by capital ratio, highest first."""
-
-    def key(row: dict[str, Any]) -> tuple[int, float, int]:
-        ok = row["within_limit"] is not False
-        ratio = row["capital_ratio"] if row["capital_ratio"] is not None else float("-inf")
-        return (2 if row.get("failed") else 0 if ok else 1, -ratio, row["index"])
-
-    return [{**row, "rank": k + 1} for k, row in enumerate(sorted(rows, key=key))]
-
-
-def failed_point(index: int, point: dict[str, float], exc: BaseException) -> dict[str, Any]:
-    """The ranking row of a sweep point none of whose chain runs completed (ranked last)."""
-    from sim.retry import describe
-    from sim.runner import point_name
-
-    return {
-        "index": index,
-        "point": point,
-        "name": point_name(point),
-        "failed": describe(exc),
-        "capital_ratio": None,
-        "within_limit": None,
-    }
-
-
 def cmd_sweep(args: argparse.Namespace) -> int:
     import multiprocessing
 
-    from sim.runner import abandon, sweep_point
+    from sim import sweep
 
     scenario = load_scenario(args.scenario)
     points = scenario.sweep.points()
@@ -146,7 +118,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     workers = max(1, min(args.workers, len(points)))
     t0 = time.perf_counter()
-    rows: list[dict[str, Any]] = []
     pool: Executor
     if args.cluster:
         # an existing Dask cluster: each point runs in a worker process there, on its own anvil; the
@@ -159,68 +130,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"sweep on the Dask cluster at {args.cluster} ({workers} worker threads)")
     else:
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
-    with pool:
-        futures = [
-            pool.submit(sweep_point, str(args.scenario), k, p, args.seed, str(out))
-            for k, p in enumerate(points)
-        ]
-        try:
-            for k, f in enumerate(futures):
-                try:
-                    row = f.result()
-                except (MarginError, BrokenProcessPool) as exc:  # every path of the point failed
-                    row = failed_point(k, points[k], exc)
-                    rows.append(row)
-                    print(f"  {row['name']}: FAILED: {row['failed']}")
-                    continue
-                rows.append(row)
-                print(f"  {row['name']}: ratio {row['capital_ratio']}, bad debt ${row['bad_debt_usd']:,.2f}")
-        except BaseException:
-            abandon(pool, futures)
-            raise
-    ranked = rank(rows)
+    ranked = sweep.rank(sweep.run_points(pool, str(args.scenario), points, args.seed, out))
     wall = time.perf_counter() - t0
-    summary = {
-        "scenario": scenario.name,
-        "bad_debt_limit_usd": scenario.bad_debt_limit_usd,
-        "workers": workers,
-        "wall_s": round(wall, 3),
-        "best": (
-            ranked[0]["name"]
-            if ranked and ranked[0]["within_limit"] is not False and not ranked[0].get("failed")
-            else None
-        ),
-        "points": ranked,
-    }
+    summary = sweep.summary(scenario, ranked, workers, wall)
     (out / "sweep.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    lines = [
-        f"# Sweep: {scenario.name}",
-        "",
-        f"{len(points)} parameter sets; bad-debt limit (VaR 99%): {scenario.bad_debt_limit_usd}. "
-        "Ranked by capital efficiency (isolated / cross MM at t0) among the sets within the limit.",
-        "",
-        "| rank | parameters | capital ratio | cross MM | bad debt | VaR 99% | within limit | liquidations "
-        "| missed |",
-        "|---:|---|---:|---:|---:|---:|---|---:|---:|",
-    ]
-    for row in ranked:
-        if row.get("failed"):
-            lines.append(f"| {row['rank']} | {row['name']} | FAILED: {row['failed'][:200]} | | | | | | |")
-            continue
-        ratio = "n/a" if row["capital_ratio"] is None else f"{row['capital_ratio']:.3f}"
-        lines.append(
-            f"| {row['rank']} | [{row['name']}](point-{row['index']}/report.md) | {ratio} | "
-            f"${row['cross_mm_usd']:,.0f} | "
-            f"${row['bad_debt_usd']:,.2f} | ${row['bad_debt_var_99_usd']:,.2f} | {row['within_limit']} | "
-            f"{row['liquidations']} | {row['missed']} |"
-        )
-    few = [row for row in ranked if not row.get("failed") and tail_caveat(row.get("paths", 1))]
-    if few:
-        lines += ["", f"Caveat: {tail_caveat(min(row.get('paths', 1) for row in few))}."]
-    lost = sum(row.get("failed_paths", 0) for row in ranked)
-    if lost:
-        lines += ["", f"{lost} chain run(s) failed after retries: see each point's report.md (Failed runs)."]
-    (out / "sweep.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (out / "sweep.md").write_text(sweep.markdown(scenario, len(points), ranked), encoding="utf-8")
     print(
         f"sweep of {len(points)} points in {wall:.1f} s; best within the limit: {summary['best']}; "
         f"{out / 'sweep.md'}"
@@ -269,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("keeper").setLevel(logging.ERROR)  # reverted races between keepers are expected
-    from sim.runner import install_signal_handlers, restore_signal_handlers
+    from sim.nodes import install_signal_handlers, restore_signal_handlers
 
     previous = install_signal_handlers()
     try:

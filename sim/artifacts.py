@@ -1,6 +1,7 @@
 """Compiled contracts (ABI + creation bytecode) from ape's build output, `.build/__local__.json`.
 
-For tools that drive a chain without ape (`sim.stack`, the keeper's integration tests and benchmarks).
+For tools that drive a chain without ape (`sim.stack` and its helpers, the keeper's integration tests and
+benchmarks).
 `make compile` writes the file; nothing here compiles.
 """
 

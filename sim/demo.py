@@ -27,7 +27,7 @@ from sim.deployment import (
     fund_collateral,
     trade,
 )
-from sim.scenario import synthetic_history
+from sim.riskparams import synthetic_history
 
 OUT = Path("reports/portfolios")
 

@@ -30,8 +30,11 @@ import pytest
 
 from keeper.adapters.margin_account import event_topic
 from keeper.chain.deployment import Deployment
-from sim import stack as st
+from sim.accounts import AccountSpec, key_address
 from sim.anvil import DEV_KEYS, Anvil
+from sim.deploy import deploy
+from sim.seeding import fund_keeper, open_accounts
+from sim.stack import ChainStack, attach
 
 KEEPER_KEY_ENV = "MARGIN_FORK_KEEPER_KEY"
 LIQUIDATED = event_topic("Liquidated")
@@ -42,7 +45,7 @@ class Fork:
     """A forked node with the protocol on it, and a production keeper bound to it on first use."""
 
     node: Anvil
-    stack: st.ChainStack
+    stack: ChainStack
     workdir: Path
     keeper_key: str = DEV_KEYS[1]
     _keeper: Any = field(default=None, repr=False)
@@ -50,7 +53,7 @@ class Fork:
 
     @property
     def keeper_address(self) -> str:
-        return st.key_address(bytes.fromhex(self.keeper_key[2:]))
+        return key_address(bytes.fromhex(self.keeper_key[2:]))
 
     def set_price(self, asset: int, usd: float) -> None:
         self.stack.set_price(asset, usd)
@@ -64,7 +67,7 @@ class Fork:
 
     def open(self, cash_usd: float, collateral: Sequence[float] = (), perps: Sequence[float] = ()) -> str:
         """Opens one account (cash and collateral deposited, perps traded at the oracle price)."""
-        (account,) = st.open_accounts(self.stack, [st.AccountSpec(cash_usd, tuple(collateral), tuple(perps))])
+        (account,) = open_accounts(self.stack, [AccountSpec(cash_usd, tuple(collateral), tuple(perps))])
         return account
 
     def margin_of(self, account: str) -> Any:
@@ -90,7 +93,7 @@ class Fork:
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
         if self._keeper is None:
-            st.fund_keeper(self.stack, self.keeper_address, 10_000_000)
+            fund_keeper(self.stack, self.keeper_address, 10_000_000)
             os.environ[KEEPER_KEY_ENV] = self.keeper_key
             dep = self.workdir / "deployment.json"
             self.stack.deployment.save(dep)
@@ -123,7 +126,7 @@ def start_base() -> tuple[Anvil, Deployment]:
     """A base chain with the protocol deployed (default assets and parameters), mining on demand."""
     node = Anvil(args=["--no-mining"]).start()
     try:
-        stack = st.deploy(node.url)
+        stack = deploy(node.url)
     except BaseException:
         node.stop()
         raise
@@ -134,7 +137,7 @@ def fork(url: str, deployment: Deployment, workdir: Path) -> Fork:
     """A new anvil forked from `url` at its latest block, with the protocol attached."""
     node = Anvil(fork_url=url, args=["--no-mining"]).start(timeout=60)
     try:
-        stack = st.attach(node.url, deployment)
+        stack = attach(node.url, deployment)
         stack.continue_clock()
     except BaseException:
         node.stop()

@@ -46,7 +46,9 @@ from numpy.typing import NDArray
 from keeper.arrays import FloatArray, IntArray
 from keeper.engine.prices import PriceHistory
 from keeper.errors import PriceDataError
-from sim.scenario import CRYPTO_DATABASE, YEAR_S, Historical, Scenario, ScenarioError, Synthetic
+from sim.scenario import Scenario, ScenarioError
+from sim.scenario_fields import CRYPTO_DATABASE, YEAR_S
+from sim.scenario_market import Historical, Synthetic
 
 PATH_STREAM = 0  # rng stream of price paths ([seed, stream]); population.py uses another
 

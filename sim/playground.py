@@ -27,7 +27,12 @@ from eth_utils import is_address, to_checksum_address
 from keeper.engine import margin as mirror
 from keeper.engine.fixedpoint import WAD
 from keeper.errors import MarginError
-from sim import stack as st
+from sim.accounts import AccountSpec, addresses_of, first_free_index, key_address, required_cash
+from sim.deploy import deploy as deploy_protocol
+from sim.seeding import fund_keeper, open_accounts
+from sim.snapshot import save
+from sim.stack import ChainStack
+from sim.stack import attach as attach_stack
 
 DEFAULT_RPC = "http://127.0.0.1:8545"
 DEFAULT_DEPLOYMENT = Path("deployment.json")
@@ -62,14 +67,14 @@ def default_rpc() -> str:
     return ape_node_uri() or DEFAULT_RPC
 
 
-def attach(rpc: str, deployment: Path) -> st.ChainStack:
+def attach(rpc: str, deployment: Path) -> ChainStack:
     if not deployment.is_file():
         raise PlaygroundError(
             f"deployment: {deployment} does not exist: deploy first (`python -m sim playground deploy` or "
             "`ape run deploy --network ethereum:local:node`)"
         )
     try:
-        stack = st.attach(rpc, deployment)
+        stack = attach_stack(rpc, deployment)
         chain_id = int(stack.rpc.call("eth_chainId"), 16)
     except MarginError:
         raise
@@ -86,9 +91,9 @@ def attach(rpc: str, deployment: Path) -> st.ChainStack:
 # ---------------------------------------------------------------------------------------------- commands
 
 
-def deploy(rpc: str, out: Path) -> st.ChainStack:
-    stack = st.deploy(rpc)
-    st.save(stack, out)
+def deploy(rpc: str, out: Path) -> ChainStack:
+    stack = deploy_protocol(rpc)
+    save(stack, out)
     print(
         f"MarginAccount {stack.deployment.margin_account}, MarginLens {stack.deployment.margin_lens} "
         f"on chain {stack.deployment.chain_id}; written {out}"
@@ -102,15 +107,15 @@ class Book:
     kind: str  # "levered" | "safe"
 
 
-def example_specs(stack: st.ChainStack, levered: int, safe: int) -> list[tuple[st.AccountSpec, str]]:
-    probe = st.AccountSpec(0.0, perps=(BOOK_PERP,))
-    need = st.required_cash(stack, probe)
-    return [(st.AccountSpec(round(need * LEVERED_CUSHION, 2), perps=(BOOK_PERP,)), "levered")] * levered + [
-        (st.AccountSpec(round(need * SAFE_CUSHION, 2), perps=(BOOK_PERP,)), "safe")
+def example_specs(stack: ChainStack, levered: int, safe: int) -> list[tuple[AccountSpec, str]]:
+    probe = AccountSpec(0.0, perps=(BOOK_PERP,))
+    need = required_cash(stack, probe)
+    return [(AccountSpec(round(need * LEVERED_CUSHION, 2), perps=(BOOK_PERP,)), "levered")] * levered + [
+        (AccountSpec(round(need * SAFE_CUSHION, 2), perps=(BOOK_PERP,)), "safe")
     ] * safe
 
 
-def liquidation_price(stack: st.ChainStack, address: str, asset: int = 0) -> float | None:
+def liquidation_price(stack: ChainStack, address: str, asset: int = 0) -> float | None:
     """The `asset` price (USD) under which `address` falls below maintenance margin, other prices held
     (bisection on the integer mirror), or None when no price in (0, current] does it."""
     market = stack.market()
@@ -135,9 +140,9 @@ def liquidation_price(stack: st.ChainStack, address: str, asset: int = 0) -> flo
     return hi / WAD
 
 
-def open_books(stack: st.ChainStack, levered: int, safe: int) -> list[Book]:
+def open_books(stack: ChainStack, levered: int, safe: int) -> list[Book]:
     specs = example_specs(stack, levered, safe)
-    addresses = st.open_accounts(stack, [s for s, _ in specs])
+    addresses = open_accounts(stack, [s for s, _ in specs])
     books = [Book(a, kind) for a, (_, kind) in zip(addresses, specs, strict=True)]
     symbol = stack.assets[0].symbol
     price = stack.price(0)
@@ -161,7 +166,7 @@ def parse_price(text: str, current: float) -> float:
     return new
 
 
-def asset_index(stack: st.ChainStack, symbol: str) -> int:
+def asset_index(stack: ChainStack, symbol: str) -> int:
     symbols = [a.symbol for a in stack.assets]
     for i, s in enumerate(symbols):
         if s.lower() == symbol.lower():
@@ -169,7 +174,7 @@ def asset_index(stack: st.ChainStack, symbol: str) -> int:
     raise PlaygroundError(f"asset: {symbol!r} is not listed (listed: {', '.join(symbols)})")
 
 
-def move_price(stack: st.ChainStack, symbol: str, change: str) -> float:
+def move_price(stack: ChainStack, symbol: str, change: str) -> float:
     i = asset_index(stack, symbol)
     old = stack.price(i)
     new = parse_price(change, old)
@@ -195,13 +200,13 @@ def keeper_address(address: str | None) -> str:
         raw = bytes.fromhex(key[2:] if key.startswith("0x") else key)
         if len(raw) != 32:
             raise ValueError(f"{len(raw)} bytes")
-        return st.key_address(raw)
+        return key_address(raw)
     except ValueError as exc:
         raise PlaygroundError(f"{KEY_ENV}: not a 32-byte hex private key ({exc})") from exc
 
 
-def fund(stack: st.ChainStack, address: str, cash_usd: float, eth: float) -> None:
-    st.fund_keeper(stack, address, cash_usd, eth)
+def fund(stack: ChainStack, address: str, cash_usd: float, eth: float) -> None:
+    fund_keeper(stack, address, cash_usd, eth)
     m = stack.margin_of(address)
     print(
         f"{address}: {eth:g} ETH for gas, ${cash_usd:,.2f} deposited; margin account equity "
@@ -209,7 +214,7 @@ def fund(stack: st.ChainStack, address: str, cash_usd: float, eth: float) -> Non
     )
 
 
-def liquidations(stack: st.ChainStack) -> dict[str, int]:
+def liquidations(stack: ChainStack) -> dict[str, int]:
     """Liquidated events per victim (lower-case address) since the deployment's start block."""
     from keeper.adapters.margin_account import event_topic
 
@@ -230,9 +235,9 @@ def liquidations(stack: st.ChainStack) -> dict[str, int]:
     return out
 
 
-def books(stack: st.ChainStack) -> list[tuple[str, mirror.Margin, int]]:
+def books(stack: ChainStack) -> list[tuple[str, mirror.Margin, int]]:
     """Every account opened by the playground (or `open_accounts`): address, margin, liquidations."""
-    addresses = st.addresses_of(range(st.first_free_index(stack)))
+    addresses = addresses_of(range(first_free_index(stack)))
     margins = stack.mirror_margins(addresses) if addresses else []
     liq = liquidations(stack)
     rows = [(a, m, liq.get(a.lower(), 0)) for a, m in zip(addresses, margins, strict=True)]

@@ -41,7 +41,8 @@ from keeper.engine.margin import Portfolio, margin
 from keeper.engine.netting import wad_to_float
 from keeper.engine.params import RiskParams
 from sim.paths import make_rng
-from sim.scenario import Cohort, Scenario, ScenarioError
+from sim.scenario import Scenario, ScenarioError
+from sim.scenario_population import Cohort
 
 POPULATION_STREAM = 1
 QUOTE_DECIMALS = 6

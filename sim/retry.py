@@ -21,8 +21,8 @@ import requests
 
 from keeper.errors import ExecutionReverted, MarginError, RpcError
 from sim.anvil import AnvilError
-from sim.metrics import FailedPath, RunRecord
-from sim.stack import StackError, TxFailed
+from sim.records import FailedPath, RunRecord
+from sim.rpc import StackError, TxFailed
 
 T = TypeVar("T")
 RETRY_PAUSE_S = 0.5

@@ -43,9 +43,12 @@ from eth_utils import to_checksum_address
 
 from keeper.engine import margin as mirror
 from keeper.engine.fixedpoint import WAD
-from sim import stack as st
-from sim.scenario import UnwindImpact
+from sim.accounts import market_maker
+from sim.chain import GAS
+from sim.scenario_keepers import UnwindImpact
+from sim.stack import ChainStack
 
+UNWIND = True  # keepers close inherited perps every step (else their capital caps what they can take on)
 UNWIND_SLICES = 4
 TRADE_BAND = 0.1  # MarginAccount.TRADE_BAND: |trade price / oracle - 1| <= 10%
 BAND_MARGIN = 1e-6  # stay this far inside the band (integer rounding of the WAD prices)
@@ -84,7 +87,7 @@ class HedgeTally:
 class Unwinder:
     """The keepers' hedges: built into a price block (`orders` + `track`), checked once mined (`check`)."""
 
-    stack: st.ChainStack
+    stack: ChainStack
     keepers: Sequence[str]  # keeper addresses, lower case, in keeper order
     impact: UnwindImpact | None
     tallies: list[HedgeTally] = field(default_factory=list)
@@ -106,11 +109,11 @@ class Unwinder:
         self.retry.clear()
         who = [to_checksum_address(self.keepers[k]) for k in keepers]
         states = stack.account_states(who) if who else []
-        mm = st.market_maker()
+        mm = market_maker()
         txs: list[dict[str, Any]] = []
         meta: list[tuple[int, float, float]] = []
         labels: list[str] = []
-        gas = st.GAS["settleTrade"] + 150_000 * n
+        gas = GAS["settleTrade"] + 150_000 * n
         for k, address, state in zip(keepers, who, states, strict=True):
             plan = []
             for i, q in enumerate(state.size[:n]):
@@ -176,7 +179,7 @@ class Unwinder:
         return out
 
 
-def equity_at(stack: st.ChainStack, addresses: Sequence[str], prices_usd: Sequence[float]) -> list[float]:
+def equity_at(stack: ChainStack, addresses: Sequence[str], prices_usd: Sequence[float]) -> list[float]:
     """Equity (USD) of accounts from the chain's state, marked at `prices_usd` (the integer mirror)."""
     m = stack.market()
     states = stack.account_states([to_checksum_address(a) for a in addresses])

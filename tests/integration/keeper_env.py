@@ -15,9 +15,12 @@ from typing import Any
 
 from keeper.adapters.margin_account import event_topic
 from keeper.config import KeeperSettings, load_settings
-from sim import stack as st
+from sim.accounts import AccountSpec, key_address, required_cash
 from sim.anvil import DEV_KEYS, Anvil
-from sim.stack import AccountSpec, ChainStack
+from sim.deploy import deploy
+from sim.seeding import fund_keeper, open_accounts
+from sim.snapshot import dump_state, load_state
+from sim.stack import ChainStack
 
 KEEPER_KEY_ENV = "KEEPER_TEST_KEY"
 ETH = 0
@@ -35,24 +38,24 @@ class BaseChain:
 def build_base() -> BaseChain:
     with Anvil(args=["--no-mining"]) as node:
         node.set_automine(True)
-        stack = st.deploy(node.url)
+        stack = deploy(node.url)
         risky = AccountSpec(0.0, perps=(30.0,))  # 30 ETH perp long (~$60k)
-        need = st.required_cash(stack, risky)
+        need = required_cash(stack, risky)
         specs = [AccountSpec(need * 1.05, perps=(30.0,)) for _ in range(8)]
         specs += [AccountSpec(need * 6, perps=(30.0,)) for _ in range(4)]
-        accounts = st.open_accounts(stack, specs)
+        accounts = open_accounts(stack, specs)
         for key in DEV_KEYS[1:4]:
-            st.fund_keeper(stack, address_of(key), 10_000_000)
-        return BaseChain(st.dump_state(stack), stack.deployment, tuple(accounts[:8]), tuple(accounts[8:]))
+            fund_keeper(stack, address_of(key), 10_000_000)
+        return BaseChain(dump_state(stack), stack.deployment, tuple(accounts[:8]), tuple(accounts[8:]))
 
 
 def address_of(key: str) -> str:
-    return st.key_address(bytes.fromhex(key[2:]))
+    return key_address(bytes.fromhex(key[2:]))
 
 
 def start_chain(base: BaseChain, *, port: int | None = None) -> tuple[Anvil, ChainStack]:
     node = Anvil(port=port, args=["--no-mining"]).start()
-    stack = st.load_state(node.url, base.state, base.deployment)  # blocks only when a test mines
+    stack = load_state(node.url, base.state, base.deployment)  # blocks only when a test mines
     return node, stack
 
 

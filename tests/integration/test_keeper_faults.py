@@ -30,8 +30,8 @@ from keeper_env import ETH, KEEPER_KEY_ENV, BaseChain, build_base, liquidations,
 
 from keeper.errors import RpcUnavailable
 from keeper.service import Keeper
-from sim import stack as st
 from sim.anvil import DEV_KEYS, Anvil
+from sim.snapshot import load_state
 
 pytestmark = pytest.mark.integration
 
@@ -145,7 +145,7 @@ def test_node_killed_longer_than_the_rpc_timeout_and_restarted_from_its_state(
     state = tmp_path / "anvil-state.json"
     node = Anvil(args=["--no-mining", "--state", str(state), "--state-interval", "1"]).start()
     port = node.port
-    stack = st.load_state(node.url, base.state, base.deployment)
+    stack = load_state(node.url, base.state, base.deployment)
     restarted: Anvil | None = None
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -24,8 +24,9 @@ from pathlib import Path
 import pytest
 
 from keeper.adapters.margin_account import event_topic
-from sim import stack as st
+from sim.accounts import addresses_of, key_address
 from sim.anvil import anvil_binary
+from sim.stack import attach
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -161,8 +162,8 @@ def test_readme_quickstart_liquidates(tmp_path: Path, session_cleanup: list[subp
 
     key = re.search(r"KEEPER_PRIVATE_KEY=(0x[0-9a-fA-F]{64})", block)
     assert key is not None, "the quick start sets no KEEPER_PRIVATE_KEY"
-    keeper = st.key_address(bytes.fromhex(key.group(1)[2:])).lower()
-    stack = st.attach(f"http://127.0.0.1:{rpc_port}", work / "deployment.json")
+    keeper = key_address(bytes.fromhex(key.group(1)[2:])).lower()
+    stack = attach(f"http://127.0.0.1:{rpc_port}", work / "deployment.json")
     assert stack.deployment.chain_id == 31337
     victims: set[str] = set()
     deadline = time.monotonic() + LIQUIDATIONS_DEADLINE_S
@@ -185,5 +186,5 @@ def test_readme_quickstart_liquidates(tmp_path: Path, session_cleanup: list[subp
         f"{len(victims)} accounts liquidated by the keeper {keeper} within {LIQUIDATIONS_DEADLINE_S:.0f} s "
         f"(expected the 4 levered books):\n{output()}"
     )
-    levered = {a.lower() for a in st.addresses_of(range(4))}  # `playground open` opens them first
+    levered = {a.lower() for a in addresses_of(range(4))}  # `playground open` opens them first
     assert victims == levered, f"liquidated {sorted(victims)}, expected the levered books {sorted(levered)}"

@@ -1,4 +1,4 @@
-"""Recalibration against a real chain: the protocol deployed on anvil (`sim.stack`), parameters read back
+"""Recalibration against a real chain: the protocol deployed on anvil (`sim.deploy`), parameters read back
 through the lens, a target beyond one step refused by the contract with `ParamStepTooLarge`, its clamped
 step accepted (pending, `RiskParamsProposed`), and the target reached after `steps_needed` delayed updates."""
 
@@ -34,8 +34,9 @@ from keeper.recalibrate import (
     step_violations,
 )
 from sim.anvil import Anvil
+from sim.deploy import deploy
 from sim.deployment import DEFAULT_ASSETS, DEFAULT_CORR
-from sim.stack import ChainStack, deploy
+from sim.stack import ChainStack
 
 pytestmark = pytest.mark.integration
 

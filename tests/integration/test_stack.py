@@ -1,5 +1,6 @@
-"""sim.stack on anvil nodes this test starts (no ape): deploy, bulk account opening checked against the
-integer mirror to the wei, prices, funding and time, dump/load of a seeded chain, forks."""
+"""sim.stack, sim.deploy, sim.seeding and sim.snapshot on anvil nodes this test starts (no ape): deploy,
+bulk account opening checked against the integer mirror to the wei, prices, funding and time, dump/load of a
+seeded chain, forks."""
 
 from __future__ import annotations
 
@@ -17,28 +18,15 @@ from keeper.chain.deployment import Deployment
 from keeper.engine import margin as mirror
 from keeper.engine.fixedpoint import WAD
 from sim import artifacts
+from sim.accounts import AccountSpec, account_address, first_free_index, market_maker, required_cash
 from sim.anvil import Anvil, anvil_binary
+from sim.calldata import encoder, units
+from sim.deploy import deploy
 from sim.deployment import DEFAULT_ASSETS, FEED_DECIMALS, default_params, feed_answer
-from sim.stack import (
-    AccountSpec,
-    ChainStack,
-    TxFailed,
-    _calldata,
-    _units,
-    account_address,
-    attach,
-    deploy,
-    dump_state,
-    first_free_index,
-    fund_keeper,
-    load_state,
-    market_maker,
-    open_accounts,
-    read_params,
-    required_cash,
-    save,
-    start_from_state,
-)
+from sim.rpc import TxFailed
+from sim.seeding import fund_keeper, open_accounts
+from sim.snapshot import dump_state, load_state, save, start_from_state
+from sim.stack import ChainStack, attach, read_params
 
 pytestmark = pytest.mark.integration
 
@@ -103,12 +91,12 @@ def expected_state(stack: ChainStack, spec: AccountSpec, prices: list[int]) -> t
     n = stack.n
     col = list(spec.collateral) + [0.0] * (n - len(spec.collateral))
     perps = list(spec.perps) + [0.0] * (n - len(spec.perps))
-    size = [_units(q, 18) for q in perps]
+    size = [units(q, 18) for q in perps]
     cost = [q * p // WAD if q >= 0 else -((-q) * p // WAD) for q, p in zip(size, prices, strict=True)]
     collateral = [
-        _units(x, a.decimals) * 10 ** (18 - a.decimals) for x, a in zip(col, stack.assets, strict=True)
+        units(x, a.decimals) * 10 ** (18 - a.decimals) for x, a in zip(col, stack.assets, strict=True)
     ]
-    return (_units(spec.cash_usd, 6) * 10**12, tuple(collateral), tuple(size), tuple(cost))
+    return (units(spec.cash_usd, 6) * 10**12, tuple(collateral), tuple(size), tuple(cost))
 
 
 def snapshot(stack: ChainStack) -> str:
@@ -146,7 +134,7 @@ def test_calldata_equals_web3_encoding() -> None:
         ("proposeRiskParams", [(1, 2, 3, 4, 5, 6, 7, 8, [1], [2], [(a, 1, 2, -3, 4)]), [1, -2]]),
     ]
     for fn, args in cases:
-        assert _calldata("MarginAccount", fn)(*args) == m.encode_abi(fn, args=args), fn
+        assert encoder("MarginAccount", fn)(*args) == m.encode_abi(fn, args=args), fn
 
 
 def test_missing_build_file_says_make_compile(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

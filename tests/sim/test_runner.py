@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 
 from sim.__main__ import main as sim_main
-from sim.__main__ import rank
 from sim.report import write_report
-from sim.runner import WALL_CLOCK_FIELDS, run_scenario
+from sim.runner import run_scenario
 from sim.scenario import load_scenario
+from sim.sweep import WALL_CLOCK_FIELDS, rank
 
 pytestmark = [
     pytest.mark.sim,

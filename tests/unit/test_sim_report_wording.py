@@ -10,8 +10,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-import sim.report as report
-from sim.metrics import (
+import sim.plots as plots
+import sim.report_text as report_text
+from sim.measures import episode_start, find_missed, split_too_late
+from sim.metrics import summarise
+from sim.progress import text_progress
+from sim.records import (
     HEALTH_QUANTILES,
     Breach,
     CapitalSnapshot,
@@ -20,12 +24,7 @@ from sim.metrics import (
     Missed,
     RunRecord,
     StepSeries,
-    episode_start,
-    find_missed,
-    split_too_late,
-    summarise,
 )
-from sim.runner import text_progress
 
 T = 6
 
@@ -116,11 +115,11 @@ def test_report_does_not_call_a_late_breach_missed() -> None:
     r = summarise([record(delay=1, latencies=(2, 2, 3), too_late=late)])
     assert r.missed_liquidations.count == 0
     assert r.missed_liquidations.breached_too_late == 1
-    text = " ".join(report.narrative(r))
+    text = " ".join(report_text.narrative(r))
     assert "No liquidation was missed." in text
     assert "1 account fell under maintenance too late to be liquidated before the run ended" in text
     assert "configured delay of 1 block" in text
-    md = report.markdown(r, [])
+    md = report_text.markdown(r, [])
     assert "| breached too late to liquidate before the end (not missed) | 1 |" in md
 
 
@@ -132,11 +131,11 @@ def test_latency_separates_the_configured_delay() -> None:
     lat = r.latency_blocks
     assert (lat.median, lat.max, lat.configured_delay_blocks) == (2.0, 4, 1)
     assert (lat.measured_median, lat.measured_max) == (1.0, 3)
-    text = " ".join(report.narrative(r))
+    text = " ".join(report_text.narrative(r))
     assert "the median liquidation came 2 block(s) after the breach" in text
     assert "1 block is the keepers' configured delay" in text
     assert "measured beyond it: median 1, 95th percentile" in text and "worst 3" in text
-    md = report.markdown(r, [])
+    md = report_text.markdown(r, [])
     assert "|   of which the keepers' configured delay | 1 |" in md
     assert "|   measured beyond the configured delay: median / p95 / max | 1 / " in md
 
@@ -144,11 +143,11 @@ def test_latency_separates_the_configured_delay() -> None:
 def test_latency_without_a_delay_is_all_measured() -> None:
     r = summarise([record(delay=0, latencies=(1, 1, 2))])
     assert r.latency_blocks.measured_median == r.latency_blocks.median == 1.0
-    assert "no keeper delay was configured, so all of it is measured" in " ".join(report.narrative(r))
+    assert "no keeper delay was configured, so all of it is measured" in " ".join(report_text.narrative(r))
 
 
 def test_keeper_pnl_is_shown_with_its_inventory() -> None:
-    text = " ".join(report.narrative(summarise([record(delay=0, latencies=(1,))])))
+    text = " ".join(report_text.narrative(summarise([record(delay=0, latencies=(1,))])))
     assert "their inherited inventory made" in text and "PnL" in text
 
 
@@ -157,11 +156,11 @@ def test_keeper_pnl_is_shown_with_its_inventory() -> None:
 
 def _chart_texts(monkeypatch: pytest.MonkeyPatch, records: tuple[RunRecord, ...], tmp: Path) -> list[str]:
     seen: list[Any] = []
-    monkeypatch.setattr(report, "_save", lambda fig, path: seen.append(fig))
-    report.plot_bad_debt(records, tmp / "bad_debt.png")
+    monkeypatch.setattr(plots, "_save", lambda fig, path: seen.append(fig))
+    plots.plot_bad_debt(records, tmp / "bad_debt.png")
     (fig,) = seen
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
-    report.plt.close(fig)
+    plots.plt.close(fig)
     return texts
 
 

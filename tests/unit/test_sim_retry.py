@@ -12,12 +12,12 @@ import requests
 
 import sim.retry
 import sim.runner
-from sim.metrics import CapitalSnapshot, FailedPath, RunRecord, StepSeries
+from sim.records import CapitalSnapshot, FailedPath, RunRecord, StepSeries
 from sim.report import write_report
 from sim.retry import SimulationError, transient, with_retries
+from sim.rpc import StackError, TxFailed
 from sim.runner import ParamSet, run_parameter_set, run_scenario
 from sim.scenario import validate_scenario
-from sim.stack import StackError, TxFailed
 
 
 @pytest.fixture(autouse=True)
@@ -143,7 +143,7 @@ def test_no_retries_and_every_base_path_failing(
 
 
 def test_a_failed_sweep_point_is_ranked_last() -> None:
-    from sim.__main__ import failed_point, rank
+    from sim.sweep import failed_point, rank
 
     rows = [
         failed_point(0, {"gamma": 0.05}, SimulationError("every path of the 'gamma=0.05' set failed")),

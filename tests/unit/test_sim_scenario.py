@@ -17,14 +17,9 @@ from keeper.engine.margin import Portfolio, margin
 from keeper.engine.params import build_params, standard_shocks
 from keeper.riskfile import RiskFile, write_risk_file
 from sim.population import AccountSpec, build_population, exact_initial_margin
-from sim.scenario import (
-    Scenario,
-    ScenarioError,
-    check_correlation,
-    load_scenario,
-    risk_params,
-    validate_scenario,
-)
+from sim.riskparams import risk_params
+from sim.scenario import Scenario, ScenarioError, load_scenario, validate_scenario
+from sim.scenario_fields import check_correlation
 
 ROOT = Path(__file__).resolve().parents[2]
 CANNED = sorted((ROOT / "scenarios").glob("*.yaml"))
@@ -469,7 +464,7 @@ def test_model_source_calibrates_on_a_seeded_fat_tailed_history_of_the_asset_mod
     default residuals are thinner: the floor already carries part of the tail); every stress scenario is a
     joint move of both assets (no hand-set 30/20/10% shocks)."""
     from keeper.engine.calibration import ModelSpec, calibrate
-    from sim.scenario import model_history
+    from sim.riskparams import model_history
 
     s = validate_scenario(base_data(risk={"calibrate": {"source": "model", "horizon": 2}}))
     rp = risk_params(s)

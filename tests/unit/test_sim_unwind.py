@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from sim.scenario import ScenarioError, UnwindImpact, validate_scenario
+from sim.scenario import ScenarioError, validate_scenario
+from sim.scenario_keepers import UnwindImpact
 from sim.unwind import TRADE_BAND, hedge_price, impact_fraction
 
 
