@@ -6,7 +6,7 @@
 
 `margin_figure` and `books_figure` build the same figures without writing them (for tests and callers
 that want to add to them). Figures are standalone `Figure` objects on an Agg canvas, not pyplot's: nothing
-global is touched and nothing needs closing. Style follows sim/report.py (font size 9, dpi 100, no
+global is touched and nothing needs closing. Style follows sim/plots.py (font size 9, dpi 100, no
 "Software" PNG metadata).
 """
 

@@ -112,13 +112,15 @@ class StepLoop:
             self.recorder,
             notes,
         )
+        # the traders' setup mines (mint, approve): before the clock and the head are read, so recorded
+        # blocks are the chain's
+        self.topups = TopUps.of(scenario.traders, seed, path, self.recorder.pop_index)
+        self.topups.setup(stack)
         self.t0_chain = stack.timestamp() + 1
         self.reader = MarketReader(stack)
         self.budget = GasBudget(stack.rpc, self.keeper_addresses, scenario.keepers.gas_budget_eth, notes)
         self.head = stack.block_number()
         self.onchain = np.array([p / WAD for p in self.reader.read().price], dtype=np.float64)
-        self.topups = TopUps.of(scenario.traders, seed, path, self.recorder.pop_index)
-        self.topups.setup(stack)
         self.hedges = Unwinder(stack, self.keeper_addresses[: self.acting], scenario.keepers.unwind_impact)
         self.to_hedge: set[int] = (
             set()

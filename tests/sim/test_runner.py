@@ -158,6 +158,27 @@ def test_traders_answering_margin_calls_avert_liquidations(
     assert "traders answered margin calls" in (tmp_path / "report.md").read_text()
 
 
+def test_traders_who_never_answer_change_nothing(cli_run: tuple[Path, Path], tmp_path: Path) -> None:
+    """`traders` with probability 0: the traders' setup mines its own blocks (mint, approve) before the run's
+    clock starts, so liquidations, their latency and the bad debt are the run's without traders (a
+    regression: the setup's blocks once shifted every recorded liquidation a step late)."""
+    _, out = cli_run
+    scenario = tmp_path / "idle_traders.yaml"
+    scenario.write_text(
+        TINY.format(steps=12).replace(
+            "keepers: {count: 2, latency_blocks: 0}",
+            "keepers: {count: 2, latency_blocks: 0}\n"
+            "traders: {topup_below_health: 1.5, topup_probability: 0.0, topup_to_health: 3.0}",
+        ),
+        encoding="utf-8",
+    )
+    write_report(run_scenario(load_scenario(scenario), seed=5, variants=False), tmp_path)
+    idle = json.loads((tmp_path / "report.json").read_text())
+    without = json.loads((out / "report.json").read_text())
+    for key in ("liquidations", "latency_blocks", "bad_debt", "missed_liquidations"):
+        assert idle[key] == without[key], key
+
+
 def test_report_command_renders_again(cli_run: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
     _, out = cli_run
     before = (out / "report.md").read_text()
