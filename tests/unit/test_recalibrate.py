@@ -384,7 +384,7 @@ def test_propose_calldata_decodes_back() -> None:
     raw = bytes.fromhex(data[2:])
     canonical = (
         "proposeRiskParams((uint256,uint256,uint256,uint256,uint256,uint256,uint256,uint256,uint256[],int256[],"
-        "(address,uint32,uint8,int256,int256)[]),int256[])"
+        "(address,uint32,uint8,int256,int256)[],uint256,uint256,uint256,uint256,uint256),int256[])"
     )
     assert raw[:4] == keccak(text=canonical)[:4] == PROPOSE_SELECTOR
     core, shocks = abi_decode([RISK_PARAMS_TYPE, "int256[]"], raw[4:])
