@@ -76,6 +76,11 @@ def to_mirror_params(core: Any, shocks: Sequence[int]) -> RiskParams:
         chol=tuple(chol),
         shocks=rows,
         oracles=tuple(OracleConfig(*o) for o in oracles),
+        base_rate=c[11],
+        rate_slope1=c[12],
+        rate_slope2=c[13],
+        kink=c[14],
+        max_utilisation=c[15],
     )
 
 
@@ -87,8 +92,9 @@ def chain_params(stack: Any) -> RiskParams:
 def pending_loss(
     margin: Any, cash: int, snapshot: int, loss_index: int | None = None, loss_epoch: int | None = None
 ) -> int:
-    """The socialised-loss charge an account would pay on its next touch (multiplicative loss index,
-    epochs after a wipe-out; the snapshot is the loss mark epoch << 64 | index)."""
+    """The net charge (socialised loss less interest credited) a positive balance would pay on its next touch
+    (multiplicative loss index, epochs after a wipe-out; the snapshot is the loss mark epoch << 80 | index);
+    the stored loss index unless one is given."""
     index = margin.lossIndex() if loss_index is None else loss_index
     epoch = margin.lossEpoch() if loss_epoch is None else loss_epoch
     return mirror.pending_loss_charge(cash, snapshot, index, epoch)
@@ -99,25 +105,33 @@ MIN_LOSS_INDEX = 10**9  # MarginAccount.MIN_LOSS_INDEX: below it a new epoch sta
 
 
 def loss_mark(epoch: int, index: int) -> int:
-    return epoch << 64 | index
+    return mirror.loss_mark(epoch, index)
 
 
 def scaled_cash(cash: int, snapshot: int, epoch: int = 0) -> int:
     """MarginAccount._scaled: an older epoch's balance scaled by 1 / 1e9 per rebase since (0 once wiped)."""
     if cash <= 0 or snapshot == 0:
         return 0
-    age = epoch - (snapshot >> 64)
+    age = epoch - (snapshot >> mirror.LOSS_INDEX_BITS)
     if age >= mirror.LOSS_EPOCHS_WIPED:
         return 0
-    return cash * SCALE // ((snapshot & (2**64 - 1)) * 10 ** (9 * age))
+    return cash * SCALE // ((snapshot & mirror.MAX_LOSS_INDEX) * 10 ** (9 * age))
+
+
+def accrued_indices(stack: Any) -> tuple[int, int]:
+    """(loss index, borrow index) accrued to the view's block time (`MarginLens.interest`)."""
+    loss_index, borrow_index, _, _ = stack.lens.interest()
+    return int(loss_index), int(borrow_index)
 
 
 def portfolio(stack: Any, account: Any, n: int | None = None) -> mirror.Portfolio:
-    """The account as the mirror sees it: stored state, pending loss charge and unsettled funding."""
+    """The account as the mirror sees it: stored state, cash at what it is worth at the accrued indices
+    (pending loss charge and interest) and unsettled funding."""
     margin = stack.margin
     s = margin.accountState(_addr(account))
     n = chain_params(stack).n if n is None else n
-    cash = s.cash - pending_loss(margin, s.cash, s.lossSnapshot)
+    loss_index, borrow_index = accrued_indices(stack)
+    cash = mirror.cash_value(s.cash, s.lossSnapshot, loss_index, margin.lossEpoch(), borrow_index)
     owed = tuple(s.size[i] * (margin.fundingIndex(i) - s.fundingSnapshot[i]) for i in range(n))
     return mirror.Portfolio(
         cash,

@@ -284,13 +284,13 @@ def test_the_insurance_fund_pays_at_most_insurance_reward(
 
 
 def _set_loss_index(stack: Stack, index: int) -> None:
-    """Writes lossIndex (slot 0: _params | lossIndex << 160 | lossEpoch << 224), as if earlier socialised
+    """Writes lossIndex (slot 0: _params | lossIndex << 160 | lossEpoch << 240), as if earlier socialised
     losses had taken all but index / 1e18 of a unit of cash held since launch."""
     from ape import chain
 
     addr = stack.margin.address
     word = int.from_bytes(chain.provider.web3.eth.get_storage_at(addr, 0), "big")
-    word = (word & ~(((1 << 64) - 1) << 160)) | (index << 160)
+    word = (word & ~(((1 << 80) - 1) << 160)) | (index << 160)
     chain.provider.make_request("anvil_setStorageAt", [addr, "0x0", "0x" + word.to_bytes(32, "big").hex()])
 
 
