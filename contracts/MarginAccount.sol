@@ -180,15 +180,14 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
     function withdrawCash(uint256 amount, address to) external nonReentrant {
         if (amount == 0) revert ZeroAmount();
         uint256 wad = amount * quoteScale;
-        Params rp = _current();
-        _accrue(rp);
+        _accrue(Params.wrap(0));
         Header memory h = _settleLoss(msg.sender);
         if (h.cash < int256(wad)) revert InsufficientCash(msg.sender, h.cash, wad);
         _addCash(h, -int256(wad));
         _storeHeader(msg.sender, h);
         emit CashWithdrawn(msg.sender, to, wad);
-        if (h.mask != 0) _requireInitialMargin(msg.sender, rp, false); // cash only: IM = 0 <= E
-        _checkUtilisation(rp);
+        if (h.mask != 0) _requireInitialMargin(msg.sender, _current(), false); // cash only: IM = 0 <= E
+        _checkUtilisation(Params.wrap(0)); // cash needs no parameters: only a debt reads the cap
         quoteToken.safeTransfer(to, amount);
     }
 
@@ -584,9 +583,11 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
 
     /// @dev After a withdrawal, or a trade that increased borrowing: refused when utilisation (total debt over
     /// total positive cash, at the indices accrued in this transaction) is above `maxUtilisation`.
-    /// Cross-multiplied: no rounding of the ratio.
+    /// Cross-multiplied: no rounding of the ratio. `rp` may be unloaded (0): its head is read if needed.
     function _checkUtilisation(Params rp) private view {
         (uint256 debt, uint256 positive) = _totals();
+        if (debt == 0) return;
+        if (Params.unwrap(rp) == 0) rp = ParamsLib.loadHead(_params);
         uint256 cap = rp.word(ParamsLib.MAX_UTILISATION);
         if (debt * WadMath.WAD > cap * positive) revert UtilisationAboveCap(debt, positive, cap);
     }

@@ -155,14 +155,13 @@ def test_negative_cash_without_positions_is_closed_as_bad_debt(
     _insure(stack, dave, 50)
     pred, _ = liquidate_checked(stack, alice, keeper, 1, witness(VAR))  # any fraction: closed in full
     assert (pred["taken"], pred["penalty"], pred["value"]) == (WAD, 0, 0)
-    # the maker realised +$3,200 closing its short: the only positive cash balance shares the rest
+    # the maker realised +$3,200 closing its short: the only positive cash balance shares the rest. alice's
+    # $200 of debt paid interest for the few seconds until the close (credited to the maker): a few 1e-6 USD
+    bad = pred["bad_debt"]
     assert m.accountState(maker.address).cash == 3_200 * WAD
-    assert pred["bad_debt"] == {
-        "covered": 50 * WAD,
-        "socialized": 150 * WAD,
-        "unbacked": 0,
-        "lossIndex": WAD * (3_200 - 150) // 3_200,
-    }
+    assert (bad["covered"], bad["unbacked"]) == (50 * WAD, 0)
+    assert 150 * WAD <= bad["socialized"] <= 150 * WAD + 10**13
+    assert abs(bad["lossIndex"] - WAD * (3_200 - 150) // 3_200) <= 10**10
     assert m.accountState(alice.address).cash == 0
     assert_ledger(stack, everyone)
 
