@@ -406,7 +406,7 @@ def recalibrate(
     )
     cal = calibrate(sampled, names, spec=spec, timestamps=grid, psd=cfg.psd, z=cfg.z)
     # the borrow-rate model is policy, not calibrated: the current one is kept, as the oracles are
-    new = replace(cal.params, oracles=current.oracles, **current.rates())
+    new = replace(cal.params, oracles=current.oracles).with_rates(current)
     if cfg.keep_scenarios:
         new = replace(new, shocks=current.shocks)
     if cfg.keep_scalars:

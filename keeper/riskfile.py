@@ -14,9 +14,9 @@ decimal strings, which read back to the same integers.
     date_range: {start: '2015-10-13', end: '2020-12-08'}
     z: '2.33'
     im_factor: '1.25'              # also gamma, penalty, insurance_share, close_factor, target_health, dust
-    base_rate: '0.02'              # optional, the borrow-rate model (per year): also rate_slope1, rate_slope2,
-                                   # kink, max_utilisation; absent: the built-in default (a poster keeps the
-                                   # chain's current value instead)
+    base_rate: '0.02'              # optional: the borrow-rate model (per year), also rate_slope1,
+                                   # rate_slope2, kink, max_utilisation; absent: the built-in default (a
+                                   # poster keeps the chain's current value instead)
     weights: ['0.1', '0.1']
     chol: [['0.0388'], ['0.0300', '0.0292']]   # rows of the lower triangle: row i has i + 1 entries
     shocks: [['-0.4', '-0.4'], ...]            # S <= 32 rows of n simple returns

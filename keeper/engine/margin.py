@@ -176,9 +176,9 @@ def loss_mark(epoch: int, index: int) -> int:
 def pending_loss_charge(cash: int, snapshot: int, loss_index: int, loss_epoch: int) -> int:
     """Net charge not yet settled on positive cash (RiskEngine._lossCharge): socialised loss less interest
     credited, so negative when interest outweighs losses; what is left rounds down. `snapshot` is the
-    stored loss mark (epoch << 80 | index); MarginAccount.lossIndex is multiplicative, and each epoch since the
-    snapshot is a precision rebase that scaled the index by 1e9 (value kept); LOSS_EPOCHS_WIPED or more:
-    wiped out. 0 for cash <= 0 (negative cash pays interest instead: `cash_value`)."""
+    stored loss mark (epoch << 80 | index); MarginAccount.lossIndex is multiplicative, and each epoch since
+    the snapshot is a precision rebase that scaled the index by 1e9 (value kept); LOSS_EPOCHS_WIPED or
+    more: wiped out. 0 for cash <= 0 (negative cash pays interest instead: `cash_value`)."""
     if cash <= 0 or snapshot == 0:
         return 0
     index = snapshot & MAX_LOSS_INDEX
@@ -228,11 +228,11 @@ class Accrual:
 def accrue(
     rp: RiskParams, loss_index: int, borrow_index: int, scaled_debt: int, scaled_positive: int, elapsed: int
 ) -> Accrual:
-    """One accrual of `elapsed` seconds from the stored state (InterestMath.accrue, MarginAccount._accrue): the
-    rate of the utilisation over the period; the borrow index grows by index * rate * elapsed / (year * WAD),
-    rounded up; the interest scaled_debt * growth / WAD (down) raises the loss index by
-    interest * SCALE / scaled_positive (down), or goes to the insurance fund when there is no positive cash or
-    the loss index would pass MAX_LOSS_INDEX."""
+    """One accrual of `elapsed` seconds from the stored state (InterestMath.accrue, MarginAccount._accrue):
+    the rate of the utilisation over the period; the borrow index grows by
+    index * rate * elapsed / (year * WAD), rounded up; the interest scaled_debt * growth / WAD (down) raises
+    the loss index by interest * SCALE / scaled_positive (down), or goes to the insurance fund when there is
+    no positive cash or the loss index would pass MAX_LOSS_INDEX."""
     if elapsed == 0 or scaled_debt == 0:
         return Accrual(loss_index, borrow_index, 0, 0, 0)
     rate = borrow_rate(

@@ -98,8 +98,12 @@ class RiskParams:
         return RiskParams(**{**self.__dict__, "oracles": tuple(oracles)})
 
     def rates(self) -> dict[str, int]:
-        """The borrow-rate model's fields, by name (`dataclasses.replace(rp, **other.rates())` keeps them)."""
+        """The borrow-rate model's fields, by name."""
         return {name: getattr(self, name) for name in RATE_FIELDS}
+
+    def with_rates(self, other: RiskParams) -> RiskParams:
+        """These parameters with `other`'s borrow-rate model."""
+        return RiskParams(**{**self.__dict__, **other.rates()})
 
 
 def cholesky_wad(cov: NDArray[np.float64]) -> tuple[int, ...]:

@@ -136,7 +136,8 @@ def test_rate_steps() -> None:
         ("base_rate", WAD // 100, 4 * WAD // 100),
         ("rate_slope1", 4 * WAD // 100, 16 * WAD // 100),
     ]
-    assert clamp_step(RP, bad).rates() == {**RP.rates(), "base_rate": 4 * WAD // 100, "rate_slope1": 4 * WAD // 100}
+    clamped = {**RP.rates(), "base_rate": 4 * WAD // 100, "rate_slope1": 4 * WAD // 100}
+    assert clamp_step(RP, bad).rates() == clamped
     # from 0 a rate leaves by its minimum step only
     zero = replace(RP, base_rate=0)
     assert [v.field for v in step_violations(zero, replace(zero, base_rate=WAD // 100 + 1))] == ["base_rate"]

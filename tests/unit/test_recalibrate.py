@@ -125,6 +125,15 @@ def test_horizon_scaling_and_recomputed_scalars() -> None:
     assert explicit.new.z == 31 * 10**17 and explicit.new.gamma == cur.gamma
 
 
+def test_the_borrow_rate_model_is_always_kept() -> None:
+    """The rates are policy, not calibrated: even with recomputed scalars the chain's current ones stay."""
+    stamps, prices = daily_path(600)
+    cur = replace(current_params(), base_rate=3 * WAD // 100, kink=7 * WAD // 10, max_utilisation=WAD // 2)
+    for keep in (True, False):
+        cfg = RecalibrationSettings(lookback=600, keep_scalars=keep)
+        assert recalibrate(prices, stamps, cur, cfg, assets=ASSETS).new.rates() == cur.rates()
+
+
 def test_block_observations_are_resampled_to_the_interval() -> None:
     """Irregular per-block observations (30-90 s apart, variance proportional to time) resampled hourly
     give the hourly covariance."""
