@@ -559,12 +559,13 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
     }
 
     /// @dev Accrues interest to now (InterestMath, `_accrued`): one read of the packed borrow slot when
-    /// nothing is due, else one write of it, the loss index when lenders were credited, and the insurance
-    /// fund with `lossPending` when no balance could be.
+    /// nothing is due (accrued this second, or nothing borrowed: `_rescaleDebt` restarts the clock when a
+    /// debt appears), else one write of it, the loss index when lenders were credited, and the insurance fund
+    /// with `lossPending` when no balance could be.
     function _accrue(Params rp) private {
         // accrual periods are seconds to days: a validator's timestamp drift is immaterial
         // slither-disable-next-line timestamp
-        if (lastAccrual == block.timestamp) return;
+        if (lastAccrual == block.timestamp || scaledDebt == 0) return;
         (uint256 lIndex, uint256 bIndex, uint256 unplaced) = _accrued(rp);
         (borrowIndex, lastAccrual) = (bIndex.toUint112(), uint32(block.timestamp));
         if (lIndex != lossIndex) lossIndex = uint80(lIndex); // <= MAX_LOSS_INDEX
@@ -677,8 +678,13 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
         _rescaleDebt(debtBefore, _scaledDebtOf(h));
     }
 
+    /// @dev Moves `scaledDebt` by one account's change. From no debt, the clock restarts now: nothing accrued
+    /// while nothing was borrowed (`_accrue` leaves the slot alone then).
     function _rescaleDebt(uint256 before, uint256 afterwards) private {
-        if (before != afterwards) scaledDebt = (scaledDebt + afterwards - before).toUint112();
+        if (before == afterwards) return;
+        uint256 total = scaledDebt;
+        if (total == 0) lastAccrual = uint32(block.timestamp);
+        scaledDebt = (total + afterwards - before).toUint112();
     }
 
     function _rescale(uint256 before, uint256 afterwards) private {

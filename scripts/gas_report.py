@@ -14,6 +14,11 @@ What is measured (on anvil, through ape):
             component) of an account holding collateral and a perp in every asset, by a keeper whose account
             already holds every asset (a keeper that has liquidated before); `gas_new_liquidator` is the same
             liquidation into an empty account, which pays 20,000 gas for each storage slot it fills
+  margin_accruing, liquidate_accruing  `margin` and `liquidate` again with a debt elsewhere in the book
+            (a band-edge loan between two other accounts, its interest settled once: lossPending not zero) and
+            10 minutes since the last accrual: the view accrues the indices in memory, the liquidation accrues
+            first (borrow slot and loss index written) and settles both accounts' interest credits.
+            Without debt (the ops above) an accrual is one read of the borrow slot.
 Transaction figures include the 21,000 intrinsic gas; probe figures do not.
 """
 
@@ -38,6 +43,7 @@ from sim.deployment import (
     order_domain,
     signing_key,
     trade,
+    trade_wad,
 )
 
 OUT = Path("reports/gas.json")
@@ -119,13 +125,58 @@ def measure(accounts: Any, project: Any, chain: Any, n: int, s: int) -> list[dic
     snap = chain.snapshot()
     new_liquidator = m.liquidate(victim.address, WAD // 2, preview.witness, sender=fresh).gas_used
     chain.restore(snap)
+    snap = chain.snapshot()  # the accruing figures start from here too
     receipt = m.liquidate(victim.address, WAD // 2, preview.witness, sender=liquidator)
     out["liquidate"] = receipt.gas_used
     taken = receipt.decode_logs(m.Liquidated)[0].fraction
     rows = [{"op": op, "assets": n, "scenarios": s, "gas": int(g)} for op, g in out.items()]
     # a full close (deep under water) zeroes the victim's slots and earns storage refunds
     rows[-1].update(gas_new_liquidator=int(new_liquidator), fraction=taken / WAD)
+    rows.extend(
+        {"op": op, "assets": n, "scenarios": s, "gas": g}
+        for op, g in accruing(stack, accounts, chain, gas_probe, victim, liquidator, step, snap).items()
+    )
     return rows
+
+
+def accruing(
+    stack: Stack,
+    accounts: Any,
+    chain: Any,
+    gas_probe: Any,
+    victim: Any,
+    liquidator: Any,
+    step: int,
+    snap: Any,
+) -> dict[str, int]:
+    """`margin` and `liquidate` from the same state, with a debt in the book and 10 minutes since the last
+    accrual (module docstring)."""
+    chain.restore(snap)
+    m = stack.margin
+    borrower, lender = accounts[6], accounts[7]
+    for a in (borrower, lender):
+        authorise(stack, a)
+    price = stack.lens.prices()[0]
+    fund_collateral(stack, borrower, 0, 40)
+    fund_cash(stack, lender, 100_000)
+    trade_wad(stack, borrower, lender, 0, 10 * WAD, price * 1_099 // 1_000)  # the band's edges
+    trade_wad(stack, lender, borrower, 0, 10 * WAD, price * 901 // 1_000)
+    assert m.scaledDebt() > 0
+    # steady state: interest has been settled before (lossPending is not zero: no 20,000-gas slot creation)
+    chain.mine(timestamp=int(chain.blocks.head.timestamp) + 600)
+    fund_cash(stack, lender, 1)
+    assert m.lossPending() != 0
+    chain.mine(timestamp=int(chain.blocks.head.timestamp) + 600)
+    for i in range(len(stack.assets)):  # the feeds re-posted at the same answers
+        stack.set_price(i, stack.assets[i].price * (1 - 0.01 * step))
+    out = {"margin_accruing": probe(gas_probe, m, m.marginOf.encode_input(victim.address))}
+    preview = stack.lens.previewLiquidation(victim.address)
+    assert preview.liquidatable
+    before = m.lastAccrual()
+    receipt = m.liquidate(victim.address, WAD // 2, preview.witness, sender=liquidator, gas_limit=5_000_000)
+    assert m.lastAccrual() > before
+    out["liquidate_accruing"] = receipt.gas_used
+    return out
 
 
 def main() -> int:

@@ -328,16 +328,22 @@ contract BorrowingTest is Fixture {
         _checkLedger();
     }
 
-    /// @notice Anyone may accrue; without debt nothing moves but the clock; twice in a block is once.
+    /// @notice Anyone may accrue; without debt nothing is written (the clock restarts when a debt appears, so
+    /// the debt-free time never accrues); twice in a block is once.
     function test_accrueInterestIsPermissionlessAndIdempotent() public {
+        uint256 t0 = margin.lastAccrual();
         _later(1 days);
         vm.prank(address(0xBAD));
         margin.accrueInterest();
         assertEq(margin.borrowIndex(), WAD, "no debt: the index stays");
-        assertEq(margin.lastAccrual(), clock, "the clock moved");
+        assertEq(margin.lastAccrual(), t0, "and nothing is written");
         _fundCash(lender, 100_000);
         _roundTrip();
+        assertEq(margin.lastAccrual(), clock, "the first debt restarts the clock");
+        (,,, uint256 rate) = lens.interest();
         _later(1 days);
+        (, uint256 accrued,,) = lens.interest();
+        assertEq(accrued, WAD + Math.mulDiv(WAD, rate * 1 days, YEAR * WAD, Math.Rounding.Ceil), "one day, no more");
         vm.prank(address(0xBAD));
         margin.accrueInterest();
         uint256 b = margin.borrowIndex();
