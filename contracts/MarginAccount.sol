@@ -39,6 +39,10 @@ import {RiskEngine} from "./RiskEngine.sol";
 /// cash accrues first (one packed slot read and written); the margin views value cash at the indices accrued
 /// to now. No withdrawal, and no trade that increases borrowing, may leave utilisation (total debt over total
 /// positive cash) above `maxUtilisation`; liquidation is never refused for it.
+// Interest accrues by the second: every cash value derives from block.timestamp through the accrued loss and
+// borrow indices, so slither's `timestamp` taint marks every comparison of cash in the ledger. The direct uses
+// (the accrual period, funding periods, the parameter delay) span seconds to days: validator drift is immaterial.
+// slither-disable-start timestamp
 contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
     using SafeCast for uint256;
@@ -712,3 +716,4 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
         emit PositionUpdated(account, asset, p.collateral, p.size, p.costBasis, p.fundingSnapshot);
     }
 }
+// slither-disable-end timestamp

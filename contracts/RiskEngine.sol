@@ -15,6 +15,10 @@ import {RiskParamsValidator} from "./RiskParamsValidator.sol";
 /// @title Risk engine: risk parameters (code-as-storage, bounded and delayed updates), prices, and the
 /// margin of one account computed from the ledger state
 /// @dev Abstract: the ledger (MarginAccount) provides storage of accounts and positions.
+// Interest accrues by the second: every cash value derives from block.timestamp through the accrued loss and
+// borrow indices, so slither's `timestamp` taint marks every comparison of cash in the ledger. The direct uses
+// (the accrual period, funding periods, the parameter delay) span seconds to days: validator drift is immaterial.
+// slither-disable-start timestamp
 abstract contract RiskEngine is IMarginErrors, IMarginEvents {
     using WadMath for int256;
     using WadMath for uint256;
@@ -116,6 +120,9 @@ abstract contract RiskEngine is IMarginErrors, IMarginEvents {
     // ------------------------------------------------------------------ parameters
 
     function _proposeParams(RiskParams calldata p, int256[] calldata shocks) internal {
+        // the validator is this contract's own (created by its constructor, immutable): it writes the blob and
+        // calls nothing back
+        // slither-disable-next-line reentrancy-benign,reentrancy-events
         address blob = validator.write(p, shocks, _numAssets());
         if (_params == address(0)) {
             // first parameters: nothing to protect yet, effective at once
@@ -270,3 +277,4 @@ abstract contract RiskEngine is IMarginErrors, IMarginEvents {
         return RiskMath.scenarioLoss(b.exposure, rp, w.scenario);
     }
 }
+// slither-disable-end timestamp
