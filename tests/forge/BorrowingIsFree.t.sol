@@ -10,6 +10,7 @@ import {Fixture} from "./utils/Fixture.sol";
 contract BorrowingIsFreeTest is Fixture {
     address internal borrower = address(0xB0A1); // 2 WBTC ($120,000), no cash
     address internal accomplice = address(0xACC0); // the borrower's second account: $20,000
+    address internal depositor = address(0xDE90); // another depositor: $12,000
 
     function setUp() public {
         _deploy();
@@ -20,6 +21,7 @@ contract BorrowingIsFreeTest is Fixture {
         margin.setOperator(operator, true);
         _fundCollateral(borrower, 1, 2e8);
         _fundCash(accomplice, 20_000);
+        _fundCash(depositor, 12_000);
     }
 
     function test_bandEdgeRoundTripLoanIsPricedAndCapped() public {
@@ -29,11 +31,12 @@ contract BorrowingIsFreeTest is Fixture {
         assertEq(margin.accountState(borrower).cash, -11_880e18, "the loan");
         int256 before = margin.marginOf(borrower).equity;
         _warpFresh(1_700_000_000 + 365 days);
-        // a year later the loan has cost at least the 2% base rate (utilisation 37%: 5.7% a year)
+        // a year later the loan has cost at least the 2% base rate (utilisation 27%: 4.7% a year)
         assertGe(before - margin.marginOf(borrower).equity, 11_880e18 * 2 / 100, "the loan paid no interest");
-        // and the accomplice cannot take the borrowed cash out: no other depositor backs the loan
+        // the accomplice takes the borrowed cash out: the other depositor's 12,000 would be backed by 120 USDC
+        // (and the borrower's WBTC). Refused: utilisation would be 11,880 / 12,000 (+ interest), above 90%
         vm.prank(accomplice);
         (bool ok,) = address(margin).call(abi.encodeCall(margin.withdrawCash, (31_880e6, accomplice)));
-        assertFalse(ok, "the loan was withdrawn");
+        assertFalse(ok, "the loan was withdrawn, the depositor's cash with it");
     }
 }
