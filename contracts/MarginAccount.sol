@@ -569,7 +569,8 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
     function _accrue(Params rp) private {
         // accrual periods are seconds to days: a validator's timestamp drift is immaterial
         // slither-disable-next-line timestamp
-        if (lastAccrual == block.timestamp || scaledDebt == 0) return;
+        // no debt first: then the path (and its gas) does not depend on the time
+        if (scaledDebt == 0 || lastAccrual == block.timestamp) return;
         (uint256 lIndex, uint256 bIndex, uint256 unplaced) = _accrued(rp);
         (borrowIndex, lastAccrual) = (bIndex.toUint112(), uint32(block.timestamp));
         if (lIndex != lossIndex) lossIndex = uint80(lIndex); // <= MAX_LOSS_INDEX
