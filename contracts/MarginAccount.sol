@@ -32,6 +32,17 @@ import {RiskEngine} from "./RiskEngine.sol";
 /// Liquidation reward: the victim pays at most max(E, 0) of the penalty pi * f * R_w; the rest may come from
 /// the insurance fund only (after it has covered the victim's own deficit), at most `insuranceReward` per
 /// liquidation, never from other cash balances.
+/// Borrowing: negative cash is a loan of the other depositors' quote tokens. It pays interest at a kinked rate
+/// of the utilisation (InterestMath): `borrowIndex` grows, each debt with it (settled lazily from its snapshot,
+/// rounded up), and the interest accrued is credited to positive cash through `lossIndex` (rounded down;
+/// the difference stays in `lossPending`, a surplus no balance claims). Accrual is lazy: every call that moves
+/// cash accrues first (one packed slot read and written); the margin views value cash at the indices accrued
+/// to now. No withdrawal, and no trade that increases borrowing, may leave utilisation (total debt over total
+/// positive cash) above `maxUtilisation`; liquidation is never refused for it.
+// Interest accrues by the second: every cash value derives from block.timestamp through the accrued loss and
+// borrow indices, so slither's `timestamp` taint marks every comparison of cash in the ledger. The direct uses
+// (the accrual period, funding periods, the parameter delay) span seconds to days: validator drift is immaterial.
+// slither-disable-start timestamp
 contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
     using SafeCast for uint256;
@@ -76,13 +87,12 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
     int256 public insuranceFund;
     /// @notice funding settled by payers and not yet settled by receivers (USD WAD)
     int256 public fundingPool;
-    /// @notice socialised loss not yet charged to cash holders (USD WAD)
+    /// @notice stored cash minus what it is worth, summed over accounts (USD WAD): socialised loss not yet
+    /// charged to positive cash, plus interest accrued and not yet charged to negative cash, less interest not
+    /// yet credited to positive cash (rounding leaves a surplus here: debts round up, credits down)
     int256 public lossPending;
     /// @notice deficit nobody could absorb (USD WAD)
     uint256 public unbackedDebt;
-    /// @notice sum over accounts of positive cash * SCALE / lossSnapshot: positive cash in launch units
-    uint256 public scaledPositiveCash;
-    uint256 internal constant SCALE = 1e36;
     /// @notice below this the loss index has lost too much precision: a new epoch starts instead
     uint256 internal constant MIN_LOSS_INDEX = 1e9;
     /// @notice largest share (USD WAD) of one liquidation's penalty the insurance fund pays when the victim's
@@ -126,7 +136,13 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
 
     /// @inheritdoc IMarginAccount
     function activateRiskParams() external {
+        _accrue(Params.wrap(0)); // the time before the change accrues at the old rates
         _activateParams();
+    }
+
+    /// @inheritdoc IMarginAccount
+    function accrueInterest() external {
+        _accrue(Params.wrap(0));
     }
 
     /// @inheritdoc IMarginAccount
@@ -157,6 +173,7 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
     /// @inheritdoc IMarginAccount
     function depositCash(address account, uint256 amount) external nonReentrant {
         uint256 wad = _pull(quoteToken, amount) * quoteScale;
+        _accrue(Params.wrap(0));
         Header memory h = _settleLoss(account);
         _addCash(h, int256(wad));
         _storeHeader(account, h);
@@ -167,12 +184,14 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
     function withdrawCash(uint256 amount, address to) external nonReentrant {
         if (amount == 0) revert ZeroAmount();
         uint256 wad = amount * quoteScale;
+        _accrue(Params.wrap(0));
         Header memory h = _settleLoss(msg.sender);
         if (h.cash < int256(wad)) revert InsufficientCash(msg.sender, h.cash, wad);
         _addCash(h, -int256(wad));
         _storeHeader(msg.sender, h);
         emit CashWithdrawn(msg.sender, to, wad);
-        _requireInitialMargin(msg.sender);
+        if (h.mask != 0) _requireInitialMargin(msg.sender, _current(), false); // cash only: IM = 0 <= E
+        _checkUtilisation(Params.wrap(0)); // cash needs no parameters: only a debt reads the cap
         quoteToken.safeTransfer(to, amount);
     }
 
@@ -207,7 +226,7 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
         _storePosition(msg.sender, h, asset, p);
         _storeHeader(msg.sender, h);
         emit CollateralWithdrawn(msg.sender, asset, to, wad);
-        _requireInitialMargin(msg.sender);
+        if (h.mask != 0 || h.cash < 0) _requireInitialMargin(msg.sender, _current(), false); // else IM = 0 <= E
         a.token.safeTransfer(to, amount);
     }
 
@@ -241,10 +260,12 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
         _settle(buy.account, sell.account, buy.asset, size, price);
     }
 
-    /// @dev A verified trade: the oracle band, both ledgers, the event, then both margin checks.
+    /// @dev A verified trade: the oracle band, both ledgers, the event, then both margin checks and, when the
+    /// trade increased borrowing, the cap on utilisation.
     function _settle(address buyer, address seller, uint256 asset, uint256 size, uint256 price) private {
         Params rp = _current();
         if (asset >= rp.n()) revert UnknownAsset(asset);
+        _accrue(rp);
         uint256 oraclePrice = OracleLib.priceWad(rp, asset);
         uint256 gap = price > oraclePrice ? price - oraclePrice : oraclePrice - price;
         if (gap > oraclePrice.mulWadDown(TRADE_BAND)) {
@@ -256,6 +277,14 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
         emit TradeSettled(buyer, seller, asset, size, price, uint256(notional));
         _checkTrade(buyer, rp, asset, oraclePrice, buyerBefore, buyerCash);
         _checkTrade(seller, rp, asset, oraclePrice, sellerBefore, sellerCash);
+        // borrowing increased: the two accounts' negative cash (settled before, as stored after) grew
+        if (_debt(_headers[buyer].cash) + _debt(_headers[seller].cash) > _debt(buyerCash) + _debt(sellerCash)) {
+            _checkUtilisation(rp);
+        }
+    }
+
+    function _debt(int256 cash) private pure returns (uint256) {
+        return cash < 0 ? uint256(-cash) : 0;
     }
 
     /// @dev Settles funding and loss, then moves the position by (`size`, `notional`). Returns the settled
@@ -312,6 +341,7 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
         if (victim == msg.sender) revert SelfLiquidation(victim);
         if (fraction == 0) revert ZeroFraction();
         Params rp = _current();
+        _accrue(rp); // never refused for the cap on utilisation
         Book memory b = _loadBook(victim, rp, true); // through a feed outage: OracleLib's outage rule
         Sizing memory z = _size(victim, b, rp, fraction, witness);
 
@@ -452,16 +482,15 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
                 } else {
                     scaledPositiveCash /= scale;
                 }
-                lossEpoch = uint32(epoch);
+                lossEpoch = epoch.toUint16();
             }
-            lossIndex = uint64(next);
+            lossIndex = uint80(next);
         }
         uint256 unbacked = rest > socialized ? rest - socialized : 0;
         insuranceFund -= int256(covered);
         lossPending += int256(socialized);
         unbackedDebt += unbacked;
-        h.cash = 0;
-        h.lossSnapshot = _lossMark();
+        _addCash(h, int256(deficit)); // to 0: the debt leaves scaledDebt, the snapshot is the new loss mark
         emit BadDebt(victim, covered, socialized, unbacked, lossIndex);
     }
 
@@ -518,13 +547,6 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
         return _assets.length;
     }
 
-    /// @dev Full margin check after a withdrawal: E >= IM.
-    function _requireInitialMargin(address account) private view {
-        Header memory h = _headers[account];
-        if (h.mask == 0 && h.cash >= 0) return; // cash only: IM = 0 <= E
-        _requireInitialMargin(account, _current(), false);
-    }
-
     function _requireInitialMargin(address account, Params rp, bool throughOutage) private view {
         Margin memory m = _margin(_loadBook(account, rp, throughOutage), rp);
         if (m.equity < int256(m.initial)) revert BelowInitialMargin(account, m.equity, m.initial);
@@ -540,23 +562,75 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
         if (received == 0) revert ZeroAmount();
     }
 
-    /// @dev Charges the pending socialised loss to the account's cash.
+    /// @dev Accrues interest to now (InterestMath, `_accrued`): one read of the packed borrow slot when
+    /// nothing is due (accrued this second, or nothing borrowed: `_rescaleDebt` restarts the clock when a
+    /// debt appears), else one write of it, the loss index when lenders were credited, and the insurance fund
+    /// with `lossPending` when no balance could be.
+    function _accrue(Params rp) private {
+        // accrual periods are seconds to days: a validator's timestamp drift is immaterial
+        // slither-disable-next-line timestamp
+        // no debt first: then the path (and its gas) does not depend on the time
+        if (scaledDebt == 0 || lastAccrual == block.timestamp) return;
+        (uint256 lIndex, uint256 bIndex, uint256 unplaced) = _accrued(rp);
+        (borrowIndex, lastAccrual) = (bIndex.toUint112(), uint32(block.timestamp));
+        if (lIndex != lossIndex) lossIndex = uint80(lIndex); // <= MAX_LOSS_INDEX
+        if (unplaced != 0) {
+            // the borrowers' pending charge stays in lossPending: the fund's claim offsets it
+            insuranceFund += int256(unplaced);
+            lossPending += int256(unplaced);
+        }
+    }
+
+    /// @notice Total debt and total positive cash (USD WAD, rounded down) at the stored (accrued) indices
+    function _totals() private view returns (uint256 debt, uint256 positive) {
+        debt = uint256(scaledDebt) * borrowIndex / WadMath.WAD;
+        positive = scaledPositiveCash * lossIndex / SCALE;
+    }
+
+    /// @dev After a withdrawal, or a trade that increased borrowing: refused when utilisation (total debt over
+    /// total positive cash, at the indices accrued in this transaction) is above `maxUtilisation`.
+    /// Cross-multiplied: no rounding of the ratio. `rp` may be unloaded (0): its head is read if needed.
+    function _checkUtilisation(Params rp) private view {
+        (uint256 debt, uint256 positive) = _totals();
+        if (debt == 0) return;
+        if (Params.unwrap(rp) == 0) rp = ParamsLib.loadHead(_params);
+        uint256 cap = rp.word(ParamsLib.MAX_UTILISATION);
+        if (debt * WadMath.WAD > cap * positive) revert UtilisationAboveCap(debt, positive, cap);
+    }
+
+    /// @dev Settles the account's pending socialised loss and interest into its cash.
     function _settleLoss(address account) private returns (Header memory h) {
         h = _headers[account];
         _settle(account, h);
     }
 
-    /// @dev `_settleLoss` on a header already in memory.
+    /// @dev `_settleLoss` on a header already in memory (after `_accrue`): negative cash is charged its interest
+    /// since its borrow-index snapshot (rounded up), positive cash its socialised loss less its interest since
+    /// its loss mark (what is left rounded down).
     function _settle(address account, Header memory h) private {
+        if (h.cash < 0) {
+            uint256 index = borrowIndex;
+            uint256 snapshot = h.lossSnapshot;
+            if (snapshot == index) return;
+            uint256 debt = uint256(-int256(h.cash));
+            uint256 owed = Math.mulDiv(debt, index, snapshot, Math.Rounding.Ceil);
+            _rescaleDebt(debt * WadMath.WAD / snapshot, owed * WadMath.WAD / index);
+            h.cash = (-owed.toInt256()).toInt128();
+            h.lossSnapshot = uint112(index);
+            lossPending -= int256(owed - debt);
+            emit InterestSettled(account, -int256(owed - debt));
+            return;
+        }
         uint112 mark = _lossMark();
         if (h.lossSnapshot == mark) return;
         uint256 before = _scaled(h);
-        uint256 charge = _lossCharge(h);
+        int256 charge = _lossCharge(h, lossIndex);
         h.lossSnapshot = mark;
         if (charge != 0) {
-            h.cash -= int128(int256(charge)); // charge <= cash
-            lossPending -= int256(charge);
-            emit LossCharged(account, charge);
+            h.cash = (int256(h.cash) - charge).toInt128(); // charge <= cash
+            lossPending -= charge;
+            if (charge > 0) emit LossCharged(account, uint256(charge));
+            else emit InterestSettled(account, -charge);
         }
         _rescale(before, _scaled(h));
     }
@@ -586,17 +660,36 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
         if (h.cash <= 0 || h.lossSnapshot == 0) return 0;
         uint256 age;
         unchecked {
-            age = lossEpoch - (h.lossSnapshot >> 64); // a snapshot's epoch is never ahead
+            age = lossEpoch - (h.lossSnapshot >> 80); // a snapshot's epoch is never ahead
         }
         if (age >= LOSS_EPOCHS_WIPED) return 0;
-        return uint256(int256(h.cash)) * SCALE / (uint64(h.lossSnapshot) * 10 ** (9 * age));
+        return uint256(int256(h.cash)) * SCALE / (uint80(h.lossSnapshot) * 10 ** (9 * age));
     }
 
-    /// @dev Only on a settled header (h.lossSnapshot == the current loss mark).
+    /// @notice Negative cash in the units of `scaledDebt` (rounded down)
+    function _scaledDebtOf(Header memory h) private pure returns (uint256) {
+        return h.cash < 0 ? uint256(-int256(h.cash)) * WadMath.WAD / h.lossSnapshot : 0;
+    }
+
+    /// @dev Only on a settled header (its snapshot the current mark of its sign). Crossing zero, the snapshot
+    /// becomes the current mark of the new sign: the borrow index below zero, the loss mark at or above.
     function _addCash(Header memory h, int256 delta) private {
         uint256 before = _scaled(h);
+        uint256 debtBefore = _scaledDebtOf(h);
+        bool wasNegative = h.cash < 0;
         h.cash = (int256(h.cash) + delta).toInt128();
+        if ((h.cash < 0) != wasNegative) h.lossSnapshot = h.cash < 0 ? uint112(borrowIndex) : _lossMark();
         _rescale(before, _scaled(h));
+        _rescaleDebt(debtBefore, _scaledDebtOf(h));
+    }
+
+    /// @dev Moves `scaledDebt` by one account's change. From no debt, the clock restarts now: nothing accrued
+    /// while nothing was borrowed (`_accrue` leaves the slot alone then).
+    function _rescaleDebt(uint256 before, uint256 afterwards) private {
+        if (before == afterwards) return;
+        uint256 total = scaledDebt;
+        if (total == 0) lastAccrual = uint32(block.timestamp);
+        scaledDebt = (total + afterwards - before).toUint112();
     }
 
     function _rescale(uint256 before, uint256 afterwards) private {
@@ -604,7 +697,9 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
         scaledPositiveCash = total > before ? total - before : 0; // rounding can only leave dust
     }
 
-    /// @notice Sum of positive cash balances after pending socialised charges (USD WAD, rounded down)
+    /// @notice Sum of positive cash balances after pending socialised charges and interest (USD WAD, rounded
+    /// down) at the stored loss index: interest since `lastAccrual` not included (MarginLens.market's
+    /// `lossIndex` is accrued)
     function totalPositiveCash() external view returns (uint256) {
         return scaledPositiveCash * lossIndex / SCALE;
     }
@@ -622,3 +717,4 @@ contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyG
         emit PositionUpdated(account, asset, p.collateral, p.size, p.costBasis, p.fundingSnapshot);
     }
 }
+// slither-disable-end timestamp

@@ -3,7 +3,9 @@ pragma solidity ^0.8.24;
 
 import {IMarginErrors, IMarginEvents} from "./interfaces/IMarginAccount.sol";
 import {RiskParams, Margin, Witness, WitnessKind} from "./interfaces/IMarginTypes.sol";
-import {Blob} from "./libraries/Blob.sol";
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
+
+import {InterestMath} from "./libraries/InterestMath.sol";
 import {Params, ParamsLib} from "./libraries/ParamsLib.sol";
 import {OracleLib} from "./libraries/OracleLib.sol";
 import {RiskMath} from "./libraries/RiskMath.sol";
@@ -13,6 +15,10 @@ import {RiskParamsValidator} from "./RiskParamsValidator.sol";
 /// @title Risk engine: risk parameters (code-as-storage, bounded and delayed updates), prices, and the
 /// margin of one account computed from the ledger state
 /// @dev Abstract: the ledger (MarginAccount) provides storage of accounts and positions.
+// Interest accrues by the second: every cash value derives from block.timestamp through the accrued loss and
+// borrow indices, so slither's `timestamp` taint marks every comparison of cash in the ledger. The direct uses
+// (the accrual period, funding periods, the parameter delay) span seconds to days: validator drift is immaterial.
+// slither-disable-start timestamp
 abstract contract RiskEngine is IMarginErrors, IMarginEvents {
     using WadMath for int256;
     using WadMath for uint256;
@@ -27,16 +33,19 @@ abstract contract RiskEngine is IMarginErrors, IMarginEvents {
         int128 fundingSnapshot;
     }
 
-    /// @notice Stored per account, one slot. @param cash signed USD (WAD); @param lossSnapshot the loss mark
-    /// (`lossEpoch << 64 | lossIndex`) at the account's last settlement (0 before the first); @param mask bit i set when the account holds anything in asset i
+    /// @notice Stored per account, one slot. @param cash signed USD (WAD); @param lossSnapshot at the
+    /// account's last settlement: while cash >= 0 the loss mark (`lossEpoch << 80 | lossIndex`; 0 before the
+    /// first), while cash < 0 the `borrowIndex` (a loss is socialised over positive cash only, interest is
+    /// charged to negative cash only: one snapshot serves either sign); @param mask bit i set when the
+    /// account holds anything in asset i
     struct Header {
         int128 cash;
         uint112 lossSnapshot;
         uint16 mask;
     }
 
-    /// @notice One account read for margining, in memory. Terms not yet settled (funding, socialised loss)
-    /// are included.
+    /// @notice One account read for margining, in memory. Terms not yet settled (funding, socialised loss,
+    /// interest accrued to now) are included.
     struct Book {
         int256 equityRaw; // E * WAD before the one rounding down (USD WAD^2)
         uint256 mask; // bit i: the account holds something in asset i
@@ -55,10 +64,11 @@ abstract contract RiskEngine is IMarginErrors, IMarginEvents {
     /// @dev current parameter blob (ParamsLib layout), packed with the loss index that every margin read
     /// also needs: one cold slot for both
     address internal _params;
-    /// @notice Value (WAD) of one unit of positive cash held since the current epoch began: starts at 1e18,
-    /// only falls, each socialised loss multiplying it by (1 - loss / total positive cash). Multiplicative,
-    /// so no sequence of losses charges any balance more than 100%.
-    uint64 public lossIndex = 1e18;
+    /// @notice Value (WAD) of one unit of positive cash held since the current epoch began: starts at 1e18;
+    /// each socialised loss multiplies it by (1 - loss / total positive cash), each accrual of interest by
+    /// (1 + interest / total positive cash). Multiplicative, so no sequence of losses charges any balance
+    /// more than 100%. At most MAX_LOSS_INDEX (interest that would take it higher goes to the insurance fund).
+    uint80 public lossIndex = 1e18;
     /// @notice Counts precision rebases: when the index would fall below 1e9 it is multiplied by 1e9 (as often
     /// as needed) and the epoch advances once per factor, so the index keeps full precision and no value is
     /// lost: cash c settled at index s in epoch e is worth c * lossIndex / (s * 1e9^(lossEpoch - e)) (rounded
@@ -66,10 +76,31 @@ abstract contract RiskEngine is IMarginErrors, IMarginEvents {
     /// LOSS_EPOCHS_WIPED: every older balance is worth 0.
     // written by MarginAccount._closeInsolvent; only the test harness (mocks/) never writes it
     // slither-disable-next-line uninitialized-state
-    uint32 public lossEpoch;
+    uint16 public lossEpoch;
     /// @dev pending parameter blob and when it may activate
     address internal _pending;
     uint64 internal _pendingAt;
+
+    /// @notice Value (WAD) of one unit of debt taken at launch: starts at 1e18 and grows at the borrow rate
+    /// (InterestMath) while anything is borrowed. Negative cash -d settled at borrow index s owes
+    /// ceil(d * borrowIndex / s). Packed with the time of the last accrual and the scaled total debt: one
+    /// slot read, and written once, per transaction that accrues.
+    uint112 public borrowIndex = 1e18;
+    /// @notice time (unix seconds) of the last accrual of interest
+    uint32 public lastAccrual;
+    /// @notice sum over accounts with negative cash of |cash| * WAD / snapshot (rounded down): total debt in
+    /// launch units (debt = scaledDebt * borrowIndex / WAD)
+    // written by MarginAccount (_rescaleDebt); only the test harness (mocks/) never writes it
+    // slither-disable-next-line uninitialized-state
+    uint112 public scaledDebt;
+    /// @notice sum over accounts of positive cash * SCALE / loss mark (an older epoch's scaled by 1 / 1e9 per
+    /// rebase since): positive cash in launch units (total = scaledPositiveCash * lossIndex / SCALE)
+    // written by MarginAccount (_rescale, _closeInsolvent); only the test harness (mocks/) never writes it
+    // slither-disable-next-line uninitialized-state
+    uint256 public scaledPositiveCash;
+    uint256 internal constant SCALE = 1e36;
+    /// @notice largest loss index (it is stored in 80 bits)
+    uint256 internal constant MAX_LOSS_INDEX = type(uint80).max;
 
     mapping(address account => Header) internal _headers;
     /// @dev fixed array per account: asset i lives at keccak(account, slot) + 2 i, one hash per account
@@ -81,6 +112,7 @@ abstract contract RiskEngine is IMarginErrors, IMarginEvents {
     constructor(uint256 delay) {
         riskParamsDelay = delay;
         validator = new RiskParamsValidator();
+        lastAccrual = uint32(block.timestamp);
     }
 
     function _numAssets() internal view virtual returns (uint256);
@@ -88,8 +120,10 @@ abstract contract RiskEngine is IMarginErrors, IMarginEvents {
     // ------------------------------------------------------------------ parameters
 
     function _proposeParams(RiskParams calldata p, int256[] calldata shocks) internal {
-        validator.validate(p, shocks, _numAssets());
-        address blob = Blob.write(ParamsLib.encode(p, shocks));
+        // the validator is this contract's own (created by its constructor, immutable): it writes the blob and
+        // calls nothing back
+        // slither-disable-next-line reentrancy-benign,reentrancy-events
+        address blob = validator.write(p, shocks, _numAssets());
         if (_params == address(0)) {
             // first parameters: nothing to protect yet, effective at once
             _params = blob;
@@ -137,7 +171,7 @@ abstract contract RiskEngine is IMarginErrors, IMarginEvents {
         Position[16] storage positions = _positions[account];
         uint256 n = rp.n();
         b.mask = h.mask;
-        b.equityRaw = (int256(h.cash) - int256(_lossCharge(h))) * WadMath.IWAD;
+        b.equityRaw = _cashValue(h, rp) * WadMath.IWAD;
         b.price = new uint256[](n);
         b.exposure = new int256[](n);
         b.gross = new uint256[](n);
@@ -176,28 +210,52 @@ abstract contract RiskEngine is IMarginErrors, IMarginEvents {
         }
     }
 
-    /// @notice Pending socialised-loss charge of an account (USD WAD, rounded up)
-    function _lossCharge(Header memory h) internal view returns (uint256) {
+    /// @notice What the account's cash is worth now (USD WAD): positive cash less its pending socialised-loss
+    /// charge plus its pending interest (rounded down), negative cash with its interest (rounded up), both at
+    /// the indices accrued to now
+    function _cashValue(Header memory h, Params rp) internal view returns (int256) {
+        if (h.cash == 0) return 0;
+        (uint256 lIndex, uint256 bIndex,) = _accrued(rp);
+        if (h.cash < 0) return -int256(Math.mulDiv(uint256(-int256(h.cash)), bIndex, h.lossSnapshot, Math.Rounding.Ceil));
+        return int256(h.cash) - _lossCharge(h, lIndex);
+    }
+
+    /// @notice Pending net charge of a positive balance at loss index `index` (USD WAD): socialised loss less
+    /// interest credited; the value left rounds down (charges round up, credits down). 0 for cash <= 0.
+    function _lossCharge(Header memory h, uint256 index) internal view returns (int256) {
         if (h.cash <= 0 || h.lossSnapshot == 0) return 0;
         uint256 cash = uint256(int256(h.cash));
-        uint256 snapshot = uint64(h.lossSnapshot);
-        uint256 index = lossIndex;
+        uint256 snapshot = uint80(h.lossSnapshot);
         uint256 age;
         unchecked {
-            age = lossEpoch - (h.lossSnapshot >> 64); // rebases since the snapshot (never negative)
+            age = lossEpoch - (h.lossSnapshot >> 80); // rebases since the snapshot (never negative)
         }
         if (age == 0) {
             if (snapshot == index) return 0;
-            return cash - cash * index / snapshot; // what is left rounds down: the charge rounds up
+            return int256(cash) - int256(cash * index / snapshot);
         }
-        if (age >= LOSS_EPOCHS_WIPED) return cash; // wiped out (or worth < 1e-36 of it)
-        // what is left rounds down: the charge rounds up. snapshot * 1e36 <= 1e54, cash * index < 2^188
-        return cash - cash * index / (snapshot * 10 ** (9 * age));
+        if (age >= LOSS_EPOCHS_WIPED) return int256(cash); // wiped out (or worth < 1e-36 of it)
+        // snapshot * 1e36 <= 1e61, cash * index < 2^208
+        return int256(cash) - int256(cash * index / (snapshot * 10 ** (9 * age)));
     }
 
-    /// @notice The loss mark an account is settled to: `lossEpoch << 64 | lossIndex`
+    /// @notice The loss mark an account is settled to: `lossEpoch << 80 | lossIndex`
     function _lossMark() internal view returns (uint112) {
-        return uint112(lossEpoch) << 64 | lossIndex;
+        return uint112(lossEpoch) << 80 | lossIndex;
+    }
+
+    /// @notice `lossIndex` and `borrowIndex` accrued to now, and the interest no positive balance can take
+    /// (InterestMath.accrue). `rp` may be unloaded (0): its head is then read only if needed.
+    function _accrued(Params rp) internal view returns (uint256, uint256, uint256) {
+        uint256 scaledD = scaledDebt;
+        // accrual periods are seconds to days: a validator's timestamp drift is immaterial
+        // slither-disable-next-line timestamp
+        uint256 elapsed = block.timestamp - lastAccrual;
+        if (elapsed == 0 || scaledD == 0) return (lossIndex, borrowIndex, 0);
+        if (Params.unwrap(rp) == 0) rp = ParamsLib.loadHead(_params);
+        return InterestMath.accrue(
+            rp, lossIndex, borrowIndex, scaledD, scaledPositiveCash, SCALE, MAX_LOSS_INDEX, elapsed
+        );
     }
 
     /// @notice Every component, MM and IM. E = c + sum b p + sum (q p - k) - sum q (F - f), rounded down once.
@@ -219,3 +277,4 @@ abstract contract RiskEngine is IMarginErrors, IMarginEvents {
         return RiskMath.scenarioLoss(b.exposure, rp, w.scenario);
     }
 }
+// slither-disable-end timestamp

@@ -6,14 +6,16 @@ import {RiskParams, OracleConfig} from "./interfaces/IMarginTypes.sol";
 import {WadMath} from "./libraries/WadMath.sol";
 import {ParamsLib} from "./libraries/ParamsLib.sol";
 import {AggregatorV3Interface} from "./interfaces/AggregatorV3Interface.sol";
+import {Blob} from "./libraries/Blob.sol";
 
 /// @title Validation of risk-parameter updates: absolute bounds, and how far one update may move them
 /// @dev A separate contract, created by the core's constructor, so that its code does not count against the
-/// core's 24 KiB limit and no library linking is needed. Holds no state; reads the price feeds it is given.
+/// core's 24 KiB limit and no library linking is needed. Holds no state; reads the price feeds it is given,
+/// and writes the parameter blobs (`write`) the core keeps.
 ///
 /// The step rule (`checkStep`): every field of an update is bounded relative to the current parameters.
-/// - Scalars: each moves within [old/2, 2 old], or by at most its own absolute minimum step (`MIN_STEP_*`),
-///   so a scalar at 0 can leave 0, but only by that step.
+/// - Scalars (the borrow-rate model's five included): each moves within [old/2, 2 old], or by at most its own
+///   absolute minimum step (`MIN_STEP_*`), so a scalar at 0 can leave 0, but only by that step.
 /// - Weights, entries of L and the shocks of scenarios present in both sets: each moves at most
 ///   max(|old|/2, MIN_ENTRY_STEP). Assets may be added (their entries are new), never removed.
 /// - Appended scenarios (rows beyond the old count): each entry of an old asset lies within the envelope
@@ -51,6 +53,19 @@ contract RiskParamsValidator {
     uint256 public constant MIN_STEP_CLOSE_FACTOR = 0.1e18;
     uint256 public constant MIN_STEP_TARGET_HEALTH = 0.1e18;
     uint256 public constant MIN_STEP_DUST = 1e21;
+    uint256 public constant MIN_STEP_BASE_RATE = 0.01e18;
+    uint256 public constant MIN_STEP_RATE_SLOPE1 = 0.02e18;
+    uint256 public constant MIN_STEP_RATE_SLOPE2 = 0.2e18;
+    uint256 public constant MIN_STEP_KINK = 0.05e18;
+    uint256 public constant MIN_STEP_MAX_UTILISATION = 0.05e18;
+    /// @notice absolute bounds of the borrow-rate model (WAD; rates per year): the rate is at most 1,200% a
+    /// year, the kink within [1%, 99%], the cap on utilisation within [1%, 100%]
+    uint256 public constant MAX_BASE_RATE = 1e18;
+    uint256 public constant MAX_RATE_SLOPE1 = 1e18;
+    uint256 public constant MAX_RATE_SLOPE2 = 10e18;
+    uint256 public constant MIN_KINK = 0.01e18;
+    uint256 public constant MAX_KINK = 0.99e18;
+    uint256 public constant MIN_MAX_UTILISATION = 0.01e18;
     /// @notice minAnswer may always move by this share (WAD) of the feed's current price, e.g. from 0
     uint256 public constant MIN_ANSWER_STEP = 0.01e18;
     /// @notice a new feed (or decimals) must price the asset within this share (WAD) of the old feed
@@ -60,7 +75,7 @@ contract RiskParamsValidator {
 
     /// @notice Reverts with `InvalidParam` unless `p` and `shocks` are well-formed for `listed` assets, and
     /// with `FeedDecimalsMismatch` unless each oracle's declared `decimals` equals its feed's `decimals()`.
-    function validate(RiskParams memory p, int256[] memory shocks, uint256 listed) external view {
+    function validate(RiskParams memory p, int256[] memory shocks, uint256 listed) public view {
         uint256 n = p.weights.length;
         if (n == 0 || n > listed) revert IMarginErrors.InvalidParam("weights", n);
         if (p.chol.length != n * (n + 1) / 2) revert IMarginErrors.InvalidParam("chol", p.chol.length);
@@ -76,6 +91,13 @@ contract RiskParamsValidator {
         if (p.insuranceShare > WAD) revert IMarginErrors.InvalidParam("insuranceShare", 0);
         if (p.closeFactor == 0 || p.closeFactor > WAD) revert IMarginErrors.InvalidParam("closeFactor", 0);
         if (p.dust > 1e24) revert IMarginErrors.InvalidParam("dust", 0);
+        if (p.baseRate > MAX_BASE_RATE) revert IMarginErrors.InvalidParam("baseRate", 0);
+        if (p.rateSlope1 > MAX_RATE_SLOPE1) revert IMarginErrors.InvalidParam("rateSlope1", 0);
+        if (p.rateSlope2 > MAX_RATE_SLOPE2) revert IMarginErrors.InvalidParam("rateSlope2", 0);
+        if (p.kink < MIN_KINK || p.kink > MAX_KINK) revert IMarginErrors.InvalidParam("kink", 0);
+        if (p.maxUtilisation < MIN_MAX_UTILISATION || p.maxUtilisation > WAD) {
+            revert IMarginErrors.InvalidParam("maxUtilisation", 0);
+        }
         for (uint256 i; i < n; ++i) {
             if (p.weights[i] > WAD) revert IMarginErrors.InvalidParam("weights", i);
             OracleConfig memory o = p.oracles[i];
@@ -97,6 +119,14 @@ contract RiskParamsValidator {
         }
     }
 
+    /// @notice `validate`, then writes the parameters as a blob (ParamsLib layout, a data contract: Blob) and
+    /// returns its address. Anyone may write blobs; the core keeps only those it wrote through its own
+    /// (RISK_ADMIN_ROLE) proposals.
+    function write(RiskParams memory p, int256[] memory shocks, uint256 listed) external returns (address) {
+        validate(p, shocks, listed);
+        return Blob.write(ParamsLib.encode(p, shocks));
+    }
+
     /// @notice Reverts with `ParamStepTooLarge` (or a named feed error) if the update from the current
     /// parameters moves any field further than one step (the rule in the contract's NatSpec).
     /// @param current the data contract of the current parameters (ParamsLib layout)
@@ -113,6 +143,11 @@ contract RiskParamsValidator {
         _scalar("targetHealth", old.targetHealth, p.targetHealth, MIN_STEP_TARGET_HEALTH);
         _scalar("insuranceShare", old.insuranceShare, p.insuranceShare, MIN_STEP_INSURANCE_SHARE);
         _scalar("dust", old.dust, p.dust, MIN_STEP_DUST);
+        _scalar("baseRate", old.baseRate, p.baseRate, MIN_STEP_BASE_RATE);
+        _scalar("rateSlope1", old.rateSlope1, p.rateSlope1, MIN_STEP_RATE_SLOPE1);
+        _scalar("rateSlope2", old.rateSlope2, p.rateSlope2, MIN_STEP_RATE_SLOPE2);
+        _scalar("kink", old.kink, p.kink, MIN_STEP_KINK);
+        _scalar("maxUtilisation", old.maxUtilisation, p.maxUtilisation, MIN_STEP_MAX_UTILISATION);
         for (uint256 i; i < oldN; ++i) {
             _entry("weights", i, int256(old.weights[i]), int256(p.weights[i]));
             _oracle(i, old.oracles[i], p.oracles[i]);

@@ -8,7 +8,8 @@ the newest one), the last `lookback` of them are calibrated with the netting eng
 (keeper/engine/calibration.py: EWMA covariance of log returns scaled to the liquidation horizon, Cholesky
 factor L, historical and correlation-breakdown stress scenarios). By default only L and the scenarios
 change: z, imFactor, gamma, penalty, insuranceShare, closeFactor, targetHealth, dust and the floor weights
-are kept from the current parameters (`keep_scalars`), and the oracle configurations always are
+are kept from the current parameters (`keep_scalars`), and the oracle configurations and the borrow-rate
+model (baseRate, rateSlope1, rateSlope2, kink, maxUtilisation: policy, not calibrated) always are
 (`keep_scenarios` keeps the scenarios too: the contract compares scenarios by row index, and calibrated
 rows need not mean what the current rows meant, e.g. after a deployment's `standard_shocks`). A history
 that is too short, has a gap (a period whose latest observation is older than `max_staleness_s`), goes
@@ -81,7 +82,7 @@ ORACLE_TYPE = "(address,uint32,uint8,int256,int256)"
 RISK_PARAMS_TYPE = (
     "(uint256,uint256,uint256,uint256,uint256,uint256,uint256,uint256,uint256[],int256[],"
     + ORACLE_TYPE
-    + "[])"
+    + "[],uint256,uint256,uint256,uint256,uint256)"
 )
 PROPOSE_SIGNATURE = f"proposeRiskParams({RISK_PARAMS_TYPE},int256[])"
 
@@ -105,6 +106,11 @@ CONTRACT_NAMES = {
     "close_factor": "closeFactor",
     "target_health": "targetHealth",
     "dust": "dust",
+    "base_rate": "baseRate",
+    "rate_slope1": "rateSlope1",
+    "rate_slope2": "rateSlope2",
+    "kink": "kink",
+    "max_utilisation": "maxUtilisation",
 }
 SCALARS = tuple(CONTRACT_NAMES)
 
@@ -427,7 +433,8 @@ def recalibrate(
         z=cfg.z,
         im_factor="worst" if worst else DEFAULT_IM_FACTOR,
     )
-    new = replace(cal.params, oracles=current.oracles)
+    # the borrow-rate model is policy, not calibrated: the current one is kept, as the oracles are
+    new = replace(cal.params, oracles=current.oracles).with_rates(current)
     if cfg.keep_scenarios:
         new = replace(new, shocks=current.shocks)
     if cfg.keep_scalars:

@@ -14,6 +14,9 @@ decimal strings, which read back to the same integers.
     date_range: {start: '2015-10-13', end: '2020-12-08'}
     z: '2.33'
     im_factor: '1.25'              # also gamma, penalty, insurance_share, close_factor, target_health, dust
+    base_rate: '0.02'              # optional: the borrow-rate model (per year), also rate_slope1,
+                                   # rate_slope2, kink, max_utilisation; absent: the built-in default (a
+                                   # poster keeps the chain's current value instead)
     weights: ['0.1', '0.1']
     chol: [['0.0388'], ['0.0300', '0.0292']]   # rows of the lower triangle: row i has i + 1 entries
     shocks: [['-0.4', '-0.4'], ...]            # S <= 32 rows of n simple returns
@@ -51,7 +54,7 @@ from pydantic import (
 )
 
 from keeper.engine.calibration import Calibration
-from keeper.engine.params import MAX_SCENARIOS, OracleConfig, RiskParams
+from keeper.engine.params import MAX_SCENARIOS, RATE_FIELDS, OracleConfig, RiskParams
 from keeper.engine.prices import format_time, parse_timestamp
 from keeper.errors import ParamsError, PriceDataError, RiskFileError
 
@@ -177,6 +180,11 @@ class RiskFile(BaseModel):
     close_factor: ScalarWad
     target_health: ScalarWad
     dust: ScalarWad
+    base_rate: ScalarWad | None = None
+    rate_slope1: ScalarWad | None = None
+    rate_slope2: ScalarWad | None = None
+    kink: ScalarWad | None = None
+    max_utilisation: ScalarWad | None = None
     weights: list[Wad]
     chol: list[list[Wad]]
     shocks: list[list[Wad]] = Field(max_length=MAX_SCENARIOS)
@@ -236,6 +244,34 @@ class RiskFile(BaseModel):
         _bound("dust", v, 0, 10**24)
         return v
 
+    @field_validator("base_rate", "rate_slope1")
+    @classmethod
+    def _rate(cls, v: int | None, info: ValidationInfo) -> int | None:
+        if v is not None:
+            _bound(str(info.field_name), v, 0, WAD)
+        return v
+
+    @field_validator("rate_slope2")
+    @classmethod
+    def _rate_slope2(cls, v: int | None) -> int | None:
+        if v is not None:
+            _bound("rate_slope2", v, 0, 10 * WAD)
+        return v
+
+    @field_validator("kink")
+    @classmethod
+    def _kink(cls, v: int | None) -> int | None:
+        if v is not None:
+            _bound("kink", v, WAD // 100, WAD * 99 // 100)
+        return v
+
+    @field_validator("max_utilisation")
+    @classmethod
+    def _max_utilisation(cls, v: int | None) -> int | None:
+        if v is not None:
+            _bound("max_utilisation", v, WAD // 100, WAD)
+        return v
+
     @field_validator("weights")
     @classmethod
     def _weights(cls, v: list[int], info: ValidationInfo) -> list[int]:
@@ -281,7 +317,9 @@ class RiskFile(BaseModel):
     # ----------------------------------------------------------------------------- conversions
 
     def to_params(self) -> RiskParams:
-        """The RiskParams (no oracles: they belong to a deployment, see scripts/post_params.py)."""
+        """The RiskParams (no oracles: they belong to a deployment, see scripts/post_params.py); a rate field
+        the file leaves out takes the built-in default (`rates_given` names those it sets)."""
+        rates = {name: getattr(self, name) for name in self.rates_given()}
         return RiskParams(
             z=self.z,
             im_factor=self.im_factor,
@@ -294,7 +332,12 @@ class RiskFile(BaseModel):
             weights=tuple(self.weights),
             chol=tuple(v for row in self.chol for v in row),
             shocks=tuple(tuple(row) for row in self.shocks),
+            **rates,
         )
+
+    def rates_given(self) -> tuple[str, ...]:
+        """The borrow-rate fields this file sets (the others are left to the default, or to the chain)."""
+        return tuple(name for name in RATE_FIELDS if getattr(self, name) is not None)
 
     @classmethod
     def from_params(
@@ -329,6 +372,7 @@ class RiskFile(BaseModel):
             "close_factor": rp.close_factor,
             "target_health": rp.target_health,
             "dust": rp.dust,
+            **rp.rates(),
             "weights": list(rp.weights),
             "chol": [list(rp.chol[i * (i + 1) // 2 : i * (i + 1) // 2 + i + 1]) for i in range(n)],
             "shocks": [list(row) for row in rp.shocks],
@@ -450,8 +494,13 @@ MIN_SCALAR_STEP = {
     "target_health": WAD // 10,
     "insurance_share": WAD // 10,
     "dust": 1000 * WAD,
+    "base_rate": WAD // 100,
+    "rate_slope1": WAD // 50,
+    "rate_slope2": WAD // 5,
+    "kink": WAD // 20,
+    "max_utilisation": WAD // 20,
 }
-STEPPED_SCALARS = tuple(MIN_SCALAR_STEP)  # checkStep bounds all eight
+STEPPED_SCALARS = tuple(MIN_SCALAR_STEP)  # checkStep bounds all thirteen
 MIN_ANSWER_STEP = WAD // 100  # RiskParamsValidator.MIN_ANSWER_STEP: share of the feed's current price
 MAX_FEED_DEVIATION = WAD // 20  # RiskParamsValidator.MAX_FEED_DEVIATION
 MAX_ANSWER = 10**36  # larger raw answers are unreadable to the validator

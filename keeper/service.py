@@ -346,10 +346,11 @@ class Keeper:
                 self.book.reprice_globals(market, self.adapter)
             return True
         assert prev is not None
-        if (prev.funding_index, prev.loss_index, prev.loss_epoch) != (
+        if (prev.funding_index, prev.loss_index, prev.loss_epoch, prev.borrow_index) != (
             market.funding_index,
             market.loss_index,
             market.loss_epoch,
+            market.borrow_index,
         ):
             self.book.reprice_globals(market, self.adapter)
             return True

@@ -16,7 +16,8 @@ The file's assets are matched to the deployment's by symbol (case-insensitive; a
 its base: WETH = ETH, WBTC = BTC) and reordered to the deployment's asset ids; a reorder re-factors L from
 L L^T. The file must cover every asset the current parameters margin (the contract never drops one).
 Oracle configurations are kept from the current on-chain parameters; an asset new to the parameters gets
-the deployment's feed with a 1 h heartbeat and bounds (0, $1e9).
+the deployment's feed with a 1 h heartbeat and bounds (0, $1e9). A borrow-rate field (base_rate,
+rate_slope1, rate_slope2, kink, max_utilisation) the file leaves out keeps its current on-chain value.
 
 The contract accepts one update only within a step of the current parameters (every scalar within 2x
 either way or its absolute minimum step; each entry of L, of the shocks of scenarios present in both sets
@@ -44,7 +45,7 @@ from rich.console import Console
 from rich.table import Table
 
 from keeper.adapters.margin_account import params_from_abi
-from keeper.engine.params import OracleConfig, RiskParams, cholesky_wad
+from keeper.engine.params import RATE_FIELDS, OracleConfig, RiskParams, cholesky_wad
 from keeper.errors import MarginError, ParamsError
 from keeper.riskfile import (
     RiskFile,
@@ -148,6 +149,7 @@ def comparison(old: RiskParams | None, new: RiskParams, names: Sequence[str]) ->
         "insurance_share",
         "target_health",
         "dust",
+        *RATE_FIELDS,
     ):
         row(f, getattr(old, f) if old else None, getattr(new, f), True)
     n_old = old.n if old else 0
@@ -247,6 +249,9 @@ def main() -> None:
         current = None  # no parameters yet: the first set applies at once
     perm = asset_order(rf.assets, symbols, current.n if current else 0)
     target = reorder(rf.to_params(), perm)
+    if current is not None:  # a borrow-rate field the file leaves out keeps its current value
+        given = rf.rates_given()
+        target = replace(target, **{k: v for k, v in current.rates().items() if k not in given})
     names = [rf.scenarios[s] for s in range(len(rf.scenarios))] if rf.scenarios else []
     if perm != list(range(len(perm))):
         console.print(f"file assets {rf.assets} reordered to the deployment's ids {symbols[: len(perm)]}")

@@ -206,14 +206,14 @@ class ChainStack(ChainControl):
     def portfolio(
         self, address: str, state: AccountState | None = None, market: Market | None = None
     ) -> mirror.Portfolio:
-        """The account as the integer mirror sees it: stored state less its pending socialised-loss
-        charge, with unsettled funding."""
+        """The account as the integer mirror sees it: stored cash at what it is worth (pending socialised
+        loss and interest), with unsettled funding."""
         s = self.account_state(address) if state is None else state
         m = self.market() if market is None else market
         n = self.params.n
-        charge = mirror.pending_loss_charge(s.cash, s.loss_snapshot, m.loss_index, m.loss_epoch)
+        cash = mirror.cash_value(s.cash, s.loss_snapshot, m.loss_index, m.loss_epoch, m.borrow_index)
         owed = tuple(s.size[i] * (m.funding_index[i] - s.funding_snapshot[i]) for i in range(n))
-        return mirror.Portfolio(s.cash - charge, s.collateral[:n], s.size[:n], s.cost_basis[:n], owed)
+        return mirror.Portfolio(cash, s.collateral[:n], s.size[:n], s.cost_basis[:n], owed)
 
     def portfolios(self, addresses: Sequence[str]) -> list[mirror.Portfolio]:
         """`portfolio` of many accounts from two calls (`accountStates`, `market`)."""
@@ -252,13 +252,14 @@ class Market:
     answer: tuple[int, ...]
     updated_at: tuple[int, ...]
     funding_index: tuple[int, ...]
+    borrow_index: int = 10**18
 
     @staticmethod
     def of(raw: Sequence[Any]) -> Market:
-        b, t, p, li, le, fund, debt, price, answer, upd, findex = raw
+        b, t, p, li, le, fund, debt, price, answer, upd, findex, bindex, *_ = raw
         return Market(
             int(b), int(t), str(p), int(li), int(le), int(fund), int(debt),
-            tuple(price), tuple(answer), tuple(upd), tuple(findex),
+            tuple(price), tuple(answer), tuple(upd), tuple(findex), int(bindex),
         )  # fmt: skip
 
 

@@ -46,6 +46,9 @@ interface IMarginErrors {
     /// @notice |delta| of a funding update exceeds its bound `maxDelta` = price * MAX_FUNDING_RATE * hours
     /// since the asset's last accrual (capped at MAX_FUNDING_ELAPSED) (USD WAD per unit)
     error FundingStepTooLarge(uint256 asset, int256 delta, uint256 maxDelta);
+    /// @notice a withdrawal, or a trade that increases borrowing (its two accounts' negative cash), would leave
+    /// utilisation (`debt` / `positiveCash`, USD WAD each, at the accrued indices) above `maxUtilisation` (WAD)
+    error UtilisationAboveCap(uint256 debt, uint256 positiveCash, uint256 maxUtilisation);
     // ---- liquidation ----
     error SelfLiquidation(address account);
     /// @notice the witnessed requirement does not exceed equity
@@ -82,7 +85,8 @@ interface IMarginErrors {
 /// rebuilds every account from logs alone; the other events say why it changed.
 interface IMarginEvents {
     event AssetListed(uint256 indexed asset, address indexed token, uint8 decimals);
-    /// @param cash stored cash after the change (USD WAD); @param lossSnapshot `lossIndex` at the settlement
+    /// @param cash stored cash after the change (USD WAD); @param lossSnapshot at the settlement: the loss mark
+    /// (`lossEpoch << 80 | lossIndex`) when cash >= 0, the `borrowIndex` when cash < 0
     event CashUpdated(address indexed account, int256 cash, uint256 lossSnapshot);
     /// @notice stored position of `account` in `asset` after the change (all WAD)
     event PositionUpdated(
@@ -123,6 +127,9 @@ interface IMarginEvents {
     /// @param unbacked deficit that nobody could absorb (all USD WAD); @param lossIndex the index after it
     event BadDebt(address indexed account, uint256 covered, uint256 socialized, uint256 unbacked, uint256 lossIndex);
     event LossCharged(address indexed account, uint256 amount);
+    /// @notice interest settled into `account`'s cash (USD WAD): < 0 charged to a borrower (negative cash),
+    /// > 0 credited to a lender (positive cash; net of any socialised loss settled at the same time)
+    event InterestSettled(address indexed account, int256 amount);
     /// @notice the insurance fund paid the liquidator `amount` (USD WAD) of the penalty the victim could not
     event InsuranceRewardPaid(address indexed victim, address indexed liquidator, uint256 amount);
     event InsuranceDeposited(address indexed from, uint256 amount);
@@ -168,6 +175,10 @@ interface IMarginAccount is IMarginErrors, IMarginEvents {
     /// @notice Moves the cumulative funding index of `asset` by `delta` (USD WAD per unit; FUNDING_ROLE), at
     /// most price * MAX_FUNDING_RATE per hour since the asset's last accrual (at most MAX_FUNDING_ELAPSED).
     function accrueFunding(uint256 asset, int256 delta) external;
+    /// @notice Accrues interest to now (anyone; every call that moves cash accrues first): the borrow index
+    /// grows at the kinked utilisation rate of the risk parameters, and the interest is credited to positive
+    /// cash through the loss index (to the insurance fund when there is no positive cash to credit).
+    function accrueInterest() external;
     /// @notice Sets the most the insurance fund pays per liquidation toward a penalty the victim's positive
     /// equity cannot pay (USD WAD, at most MAX_INSURANCE_REWARD; RISK_ADMIN_ROLE).
     function setInsuranceReward(uint256 amount) external;

@@ -45,6 +45,12 @@ struct OracleConfig {
 /// @param chol           lower-triangular Cholesky factor L of the horizon return covariance, row-major,
 ///                       n(n+1)/2 entries, L[i][j] at i*(i+1)/2 + j (WAD)
 /// @param oracles        price feed per asset
+/// @param baseRate       borrow rate of negative cash at zero utilisation (WAD per year)
+/// @param rateSlope1     added to the rate from zero utilisation up to the kink (WAD per year)
+/// @param rateSlope2     added from the kink up to full utilisation (WAD per year)
+/// @param kink           utilisation where the slope changes (WAD, in (0, 1))
+/// @param maxUtilisation cap on utilisation (total debt / total positive cash, WAD): no withdrawal, and no trade
+///                       that increases borrowing, may leave utilisation above it (liquidation may)
 struct RiskParams {
     uint256 z;
     uint256 imFactor;
@@ -57,6 +63,11 @@ struct RiskParams {
     uint256[] weights;
     int256[] chol;
     OracleConfig[] oracles;
+    uint256 baseRate;
+    uint256 rateSlope1;
+    uint256 rateSlope2;
+    uint256 kink;
+    uint256 maxUtilisation;
 }
 
 /// @notice One account's margin breakdown (USD WAD). Requirements round up, equity rounds down.
@@ -71,8 +82,9 @@ struct Margin {
 }
 
 /// @notice One account's raw ledger state, as stored.
-/// @param cash          signed USD (WAD), before any pending socialised-loss charge
-/// @param lossSnapshot  `lossIndex` at the account's last settlement (WAD; 0 if never settled)
+/// @param cash          signed USD (WAD), before any pending socialised-loss charge or interest
+/// @param lossSnapshot  cash >= 0: the loss mark (`lossEpoch << 80 | lossIndex`) at the account's last
+///                      settlement (0 if never settled); cash < 0: the `borrowIndex` at its last settlement
 /// @param collateral    units (WAD) per asset
 /// @param size          signed perp units (WAD) per asset
 /// @param costBasis     signed USD (WAD) per asset

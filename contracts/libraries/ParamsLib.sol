@@ -13,11 +13,12 @@ using ParamsLib for Params global;
 /// @notice Layout, in 32-byte words:
 ///   [0..8)  z, imFactor, gamma, penalty, insuranceShare, closeFactor, targetHealth, dust (WAD)
 ///   [8]     n (assets)          [9] S (scenarios)
-///   [10 + 5i .. 15 + 5i)  asset i: feed | heartbeat << 160 | decimals << 192, minAnswer, maxAnswer, weight,
+///   [10..15) baseRate, rateSlope1, rateSlope2, kink, maxUtilisation (WAD; rates per year)
+///   [15 + 5i .. 20 + 5i)  asset i: feed | heartbeat << 160 | decimals << 192, minAnswer, maxAnswer, weight,
 ///                         scale = 10 ** (18 - decimals)
 ///   then    L, lower triangle row-major: n(n+1)/2 words (int256 WAD)
 ///   then    shocks, S x n row-major (int256 WAD)
-/// At n = 16 and S = 32 the blob is 738 words (23,616 bytes), inside the 24,576-byte code limit.
+/// At n = 16 and S = 32 the blob is 743 words (23,776 bytes), inside the 24,576-byte code limit.
 library ParamsLib {
     uint256 internal constant Z = 0;
     uint256 internal constant IM_FACTOR = 1;
@@ -29,7 +30,12 @@ library ParamsLib {
     uint256 internal constant DUST = 7;
     uint256 internal constant N = 8;
     uint256 internal constant S = 9;
-    uint256 internal constant ASSETS = 10;
+    uint256 internal constant BASE_RATE = 10;
+    uint256 internal constant RATE_SLOPE1 = 11;
+    uint256 internal constant RATE_SLOPE2 = 12;
+    uint256 internal constant KINK = 13;
+    uint256 internal constant MAX_UTILISATION = 14;
+    uint256 internal constant ASSETS = 15;
     uint256 internal constant ASSET_WORDS = 5;
 
     // ------------------------------------------------------------------ encode / decode (admin, views)
@@ -39,8 +45,23 @@ library ParamsLib {
         uint256 s = shocks.length / count;
         uint256 words = ASSETS + ASSET_WORDS * count + p.chol.length + shocks.length;
         blob = new bytes(words * 32);
-        uint256[10] memory head =
-            [p.z, p.imFactor, p.gamma, p.penalty, p.insuranceShare, p.closeFactor, p.targetHealth, p.dust, count, s];
+        uint256[15] memory head = [
+            p.z,
+            p.imFactor,
+            p.gamma,
+            p.penalty,
+            p.insuranceShare,
+            p.closeFactor,
+            p.targetHealth,
+            p.dust,
+            count,
+            s,
+            p.baseRate,
+            p.rateSlope1,
+            p.rateSlope2,
+            p.kink,
+            p.maxUtilisation
+        ];
         for (uint256 k; k < ASSETS; ++k) {
             _put(blob, k, head[k]);
         }
@@ -68,6 +89,8 @@ library ParamsLib {
         (p.z, p.imFactor, p.gamma, p.penalty) = (q.word(Z), q.word(IM_FACTOR), q.word(GAMMA), q.word(PENALTY));
         (p.insuranceShare, p.closeFactor, p.targetHealth, p.dust) =
             (q.word(INSURANCE_SHARE), q.word(CLOSE_FACTOR), q.word(TARGET_HEALTH), q.word(DUST));
+        (p.baseRate, p.rateSlope1, p.rateSlope2, p.kink, p.maxUtilisation) =
+            (q.word(BASE_RATE), q.word(RATE_SLOPE1), q.word(RATE_SLOPE2), q.word(KINK), q.word(MAX_UTILISATION));
         p.weights = new uint256[](count);
         p.oracles = new OracleConfig[](count);
         for (uint256 i; i < count; ++i) {
@@ -97,6 +120,16 @@ library ParamsLib {
         bytes memory blob = Blob.read(pointer);
         assembly ("memory-safe") {
             q := add(blob, 32)
+        }
+    }
+
+    /// @notice Copies only the head of the blob at `pointer` (words [0, ASSETS): the scalars, n, S and the rate
+    /// model) into memory: `word(k)` is valid for k < ASSETS only. Zeros when there is no blob.
+    function loadHead(address pointer) internal view returns (Params q) {
+        bytes memory head = new bytes(ASSETS * 32);
+        assembly ("memory-safe") {
+            q := add(head, 32)
+            extcodecopy(pointer, q, 1, mul(ASSETS, 32))
         }
     }
 

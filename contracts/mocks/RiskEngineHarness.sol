@@ -37,7 +37,7 @@ contract RiskEngineHarness is RiskEngine {
             _positions[account][i] = Position(collateral[i], size[i], costBasis[i], fundingIndex[i]);
             if (collateral[i] != 0 || size[i] != 0 || costBasis[i] != 0) mask |= uint16(1 << i);
         }
-        _headers[account] = Header(cash, _lossMark(), mask);
+        _headers[account] = Header(cash, cash < 0 ? borrowIndex : _lossMark(), mask);
     }
 
     function marginOf(address account) external view returns (Margin memory) {

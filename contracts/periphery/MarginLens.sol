@@ -5,6 +5,7 @@ import {IMarginAccount, IMarginErrors} from "../interfaces/IMarginAccount.sol";
 import {
     AccountState, Margin, RiskParams, Witness, WitnessKind, LiquidationPreview
 } from "../interfaces/IMarginTypes.sol";
+import {InterestMath} from "../libraries/InterestMath.sol";
 import {LiquidationMath} from "../libraries/LiquidationMath.sol";
 import {Params, ParamsLib} from "../libraries/ParamsLib.sol";
 import {OracleLib} from "../libraries/OracleLib.sol";
@@ -13,12 +14,17 @@ import {AggregatorV3Interface} from "../interfaces/AggregatorV3Interface.sol";
 /// @notice Everything global a keeper needs each block, read in one call.
 /// @param blockNumber the block the view ran in; @param timestamp its time (unix seconds)
 /// @param params address of the current risk-parameter blob (changes when new parameters activate)
-/// @param lossIndex socialised-loss index (WAD, multiplicative); @param lossEpoch its epoch
+/// @param lossIndex socialised-loss and interest index (WAD, multiplicative), accrued to `timestamp`;
+/// @param lossEpoch its epoch
 /// @param insuranceFund insurance fund (USD WAD, signed); @param unbackedDebt debt nobody absorbed (USD WAD)
 /// @param price per asset: the price the core would use (USD WAD per unit), 0 where the oracle check fails
 /// @param answer per asset: the feed's raw latest answer (feed decimals), 0 where the call failed
 /// @param updatedAt per asset: the feed's `updatedAt` (unix seconds), 0 where the call failed
 /// @param fundingIndex per asset: cumulative funding index (USD WAD per unit)
+/// @param borrowIndex the borrow index (WAD) accrued to `timestamp`: negative cash -d settled at snapshot s is
+/// worth -ceil(d * borrowIndex / s)
+/// @param utilisation total debt / total positive cash at `timestamp` (WAD, capped at 1)
+/// @param borrowRate the rate debt pays from `timestamp` on at this utilisation (WAD per year)
 struct MarketState {
     uint256 blockNumber;
     uint256 timestamp;
@@ -31,16 +37,23 @@ struct MarketState {
     int256[] answer;
     uint256[] updatedAt;
     int256[] fundingIndex;
+    uint256 borrowIndex;
+    uint256 utilisation;
+    uint256 borrowRate;
 }
 
 /// @notice The core's public state variables the lens reads (declared by `MarginAccount`, not the interface).
 interface IMarginAccountState {
-    function lossIndex() external view returns (uint64);
-    function lossEpoch() external view returns (uint32);
+    function lossIndex() external view returns (uint80);
+    function lossEpoch() external view returns (uint16);
     function insuranceFund() external view returns (int256);
     function unbackedDebt() external view returns (uint256);
     function fundingIndex(uint256 asset) external view returns (int128);
     function insuranceReward() external view returns (uint256);
+    function scaledDebt() external view returns (uint112);
+    function borrowIndex() external view returns (uint112);
+    function lastAccrual() external view returns (uint32);
+    function scaledPositiveCash() external view returns (uint256);
 }
 
 /// @title Batch reads and liquidation previews for keepers
@@ -73,8 +86,9 @@ contract MarginLens {
         (params, shocks) = ParamsLib.load(pending).decode();
     }
 
-    /// @notice Global state for a keeper's block: oracle prices with their freshness, loss and funding
-    /// indices, insurance fund. Never reverts once parameters exist: a failing oracle shows as price 0.
+    /// @notice Global state for a keeper's block: oracle prices with their freshness, loss, borrow and funding
+    /// indices (interest accrued to the block), utilisation and borrow rate, insurance fund. Never reverts once
+    /// parameters exist: a failing oracle shows as price 0.
     function market() external view returns (MarketState memory s) {
         (address current,,) = margin.riskParamsBlobs();
         if (current == address(0)) revert IMarginErrors.NoRiskParams();
@@ -82,7 +96,8 @@ contract MarginLens {
         Params rp = ParamsLib.load(current);
         uint256 n = rp.n();
         (s.blockNumber, s.timestamp, s.params) = (block.number, block.timestamp, current);
-        (s.lossIndex, s.lossEpoch) = (core.lossIndex(), core.lossEpoch());
+        s.lossEpoch = core.lossEpoch();
+        (s.lossIndex, s.borrowIndex, s.utilisation, s.borrowRate) = interest();
         (s.insuranceFund, s.unbackedDebt) = (core.insuranceFund(), core.unbackedDebt());
         s.price = new uint256[](n);
         s.answer = new int256[](n);
@@ -100,6 +115,35 @@ contract MarginLens {
                 s.price[i] = p;
             } catch {}
         }
+    }
+
+    /// @notice The loss and borrow indices accrued to the block's time exactly as the core's margin views
+    /// accrue them (InterestMath.accrue on its stored state), the utilisation then and the borrow rate at it.
+    /// Positive cash c settled at loss mark s (epoch e) is worth c * lossIndex / (s * 1e9^(lossEpoch - e)),
+    /// rounded down; negative cash -d settled at borrow index s is worth -ceil(d * borrowIndex / s).
+    function interest()
+        public
+        view
+        returns (uint256 lossIndex, uint256 borrowIndex, uint256 utilisation, uint256 borrowRate)
+    {
+        (address current,,) = margin.riskParamsBlobs();
+        if (current == address(0)) revert IMarginErrors.NoRiskParams();
+        Params rp = ParamsLib.load(current);
+        IMarginAccountState core = IMarginAccountState(address(margin));
+        uint256 scaledDebt = core.scaledDebt();
+        uint256 scaledPositive = core.scaledPositiveCash();
+        (lossIndex, borrowIndex,) = InterestMath.accrue(
+            rp,
+            core.lossIndex(),
+            core.borrowIndex(),
+            scaledDebt,
+            scaledPositive,
+            1e36,
+            type(uint80).max,
+            block.timestamp - core.lastAccrual()
+        );
+        utilisation = InterestMath.utilisation(scaledDebt * borrowIndex / 1e18, scaledPositive * lossIndex / 1e36);
+        borrowRate = InterestMath.borrowRate(rp, utilisation);
     }
 
     /// @notice The price of asset `asset` exactly as the core reads it (reverts where the core would).

@@ -20,7 +20,8 @@ from keeper.errors import ConfigError
 
 @dataclass(frozen=True)
 class MarketState:
-    """Global state at one block. Prices are USD WAD per unit, 0 where the protocol's oracle check fails."""
+    """Global state at one block. Prices are USD WAD per unit, 0 where the protocol's oracle check fails. The
+    loss and borrow indices are accrued to the block's time (what the protocol's margin views use)."""
 
     block: int
     timestamp: int
@@ -33,11 +34,15 @@ class MarketState:
     insurance_fund: int  # USD WAD
     unbacked_debt: int  # USD WAD
     answers: tuple[int, ...] = ()  # per asset, the feed's latest raw answer (feed units), 0 when unreadable
+    borrow_index: int = 10**18  # WAD: negative cash -d settled at snapshot s is worth -ceil(d * index / s)
+    utilisation: int = 0  # total debt / total positive cash (WAD)
+    borrow_rate: int = 0  # the rate debt pays at that utilisation (WAD per year)
 
 
 @dataclass(frozen=True)
 class RawAccount:
-    """Stored state of one account as the protocol keeps it (before pending funding and loss)."""
+    """Stored state of one account as the protocol keeps it (before pending funding, loss and interest).
+    `loss_snapshot` is the loss mark while cash >= 0, the borrow index at the last settlement while < 0."""
 
     cash: int
     loss_snapshot: int

@@ -17,13 +17,19 @@ from eth_utils import keccak, to_checksum_address
 from keeper.adapters import MarketState, Preview, RawAccount
 from keeper.chain.deployment import Deployment
 from keeper.chain.rpc import Call, RpcClient
-from keeper.engine.margin import Portfolio, pending_loss_charge
+from keeper.engine.margin import Portfolio, cash_value
 from keeper.engine.params import OracleConfig, RiskParams
 from keeper.errors import ParamsError
 
 _ORACLE = "(address,uint32,uint8,int256,int256)"
-_PARAMS = f"(uint256,uint256,uint256,uint256,uint256,uint256,uint256,uint256,uint256[],int256[],{_ORACLE}[])"
-MARKET = "(uint256,uint256,address,uint256,uint256,int256,uint256,uint256[],int256[],uint256[],int256[])"
+_PARAMS = (
+    f"(uint256,uint256,uint256,uint256,uint256,uint256,uint256,uint256,uint256[],int256[],{_ORACLE}[],"
+    "uint256,uint256,uint256,uint256,uint256)"
+)
+MARKET = (
+    "(uint256,uint256,address,uint256,uint256,int256,uint256,uint256[],int256[],uint256[],int256[],"
+    "uint256,uint256,uint256)"
+)
 ACCOUNT_STATE = "(int256,uint256,uint256[],int256[],int256[],int256[])"
 MARGIN = "(int256,uint256,uint256,uint256,uint256,uint256,uint256)"
 PREVIEW = f"(bool,bool,(uint8,uint8),{MARGIN},uint256,uint256,uint256)"
@@ -89,6 +95,7 @@ ERRORS = (
     "FeedUnreadable(uint256 asset,address feed)",
     "FeedPriceUnavailable(uint256 asset,address feed,int256 answer)",
     "FeedPriceMismatch(uint256 asset,address newFeed,uint256 oldPrice,uint256 newPrice)",
+    "UtilisationAboveCap(uint256 debt,uint256 positiveCash,uint256 maxUtilisation)",
     "NoPendingParams()",
     "ParamsNotReady(uint256 activatesAt)",
     "NoRiskParams()",
@@ -99,6 +106,8 @@ ERRORS = (
     "InvalidShortString()",
     "StringTooLong(string str)",
     "SafeCastOverflowedIntDowncast(uint8 bits,int256 value)",
+    "SafeCastOverflowedUintDowncast(uint8 bits,uint256 value)",
+    "SafeCastOverflowedUintToInt(uint256 value)",
     "SafeERC20FailedOperation(address token)",
     "ERC20InsufficientAllowance(address spender,uint256 allowance,uint256 needed)",
     "ERC20InsufficientBalance(address sender,uint256 balance,uint256 needed)",
@@ -153,6 +162,11 @@ def params_from_abi(core: Sequence[Any], shocks: Sequence[int]) -> RiskParams:
             OracleConfig(to_checksum_address(o[0]), int(o[1]), int(o[2]), int(o[3]), int(o[4]))
             for o in core[10]
         ),
+        base_rate=int(core[11]),
+        rate_slope1=int(core[12]),
+        rate_slope2=int(core[13]),
+        kink=int(core[14]),
+        max_utilisation=int(core[15]),
     )
 
 
@@ -206,6 +220,9 @@ class MarginAccountAdapter:
             answers=tuple(int(v) for v in m[8]),
             updated_at=tuple(int(v) for v in m[9]),
             funding_index=tuple(int(v) for v in m[10]),
+            borrow_index=int(m[11]),
+            utilisation=int(m[12]),
+            borrow_rate=int(m[13]),
         )
 
     @staticmethod
@@ -275,8 +292,8 @@ class MarginAccountAdapter:
 
     def portfolio(self, raw: RawAccount, market: MarketState) -> Portfolio:
         n = len(market.prices)
-        cash = raw.cash - pending_loss_charge(
-            raw.cash, raw.loss_snapshot, market.loss_index, market.loss_epoch
+        cash = cash_value(
+            raw.cash, raw.loss_snapshot, market.loss_index, market.loss_epoch, market.borrow_index
         )
         owed = tuple(raw.size[i] * (market.funding_index[i] - raw.funding_snapshot[i]) for i in range(n))
         return Portfolio(

@@ -24,7 +24,7 @@ WAD2 = WAD * WAD  # exposures are exact USD WAD^2; times L or a shock (WAD) they
 
 @dataclass(frozen=True)
 class Portfolio:
-    """One account's state, all WAD: cash (USD, after any pending loss charge), collateral units,
+    """One account's state, all WAD: cash (USD, what it is worth now: `cash_value`), collateral units,
     signed perp units, cost basis (USD) and funding owed raw (size * (F - f), WAD^2) per asset."""
 
     cash: int
@@ -162,21 +162,88 @@ def fraction_taken(requested: int, eq: int, requirement: int, rp: RiskParams) ->
 
 
 LOSS_EPOCHS_WIPED = 5  # RiskEngine.LOSS_EPOCHS_WIPED
+LOSS_INDEX_BITS = 80  # a loss mark is epoch << 80 | index (RiskEngine._lossMark)
+MAX_LOSS_INDEX = 2**LOSS_INDEX_BITS - 1  # RiskEngine.MAX_LOSS_INDEX
+SCALE = 10**36  # RiskEngine.SCALE: scaledPositiveCash = sum(cash * SCALE / (mark index * 1e9^age))
+YEAR = 365 * 86_400  # InterestMath.YEAR (seconds)
+
+
+def loss_mark(epoch: int, index: int) -> int:
+    """The snapshot of positive cash settled at `index` in `epoch` (RiskEngine._lossMark)."""
+    return epoch << LOSS_INDEX_BITS | index
 
 
 def pending_loss_charge(cash: int, snapshot: int, loss_index: int, loss_epoch: int) -> int:
-    """Socialised-loss charge not yet settled (RiskEngine._lossCharge). `snapshot` is the stored loss mark
-    (epoch << 64 | index); MarginAccount.lossIndex is multiplicative, and each epoch since the snapshot is a
-    precision rebase that scaled the index by 1e9 (value kept); LOSS_EPOCHS_WIPED or more: wiped out."""
+    """Net charge not yet settled on positive cash (RiskEngine._lossCharge): socialised loss less interest
+    credited, so negative when interest outweighs losses; what is left rounds down. `snapshot` is the
+    stored loss mark (epoch << 80 | index); MarginAccount.lossIndex is multiplicative, and each epoch since
+    the snapshot is a precision rebase that scaled the index by 1e9 (value kept); LOSS_EPOCHS_WIPED or
+    more: wiped out. 0 for cash <= 0 (negative cash pays interest instead: `cash_value`)."""
     if cash <= 0 or snapshot == 0:
         return 0
-    index = snapshot & (2**64 - 1)
-    age = loss_epoch - (snapshot >> 64)
+    index = snapshot & MAX_LOSS_INDEX
+    age = loss_epoch - (snapshot >> LOSS_INDEX_BITS)
     if age == 0:
         return 0 if index == loss_index else cash - cash * loss_index // index
     if age >= LOSS_EPOCHS_WIPED:
         return cash
     return cash - cash * loss_index // (index * 10 ** (9 * age))
+
+
+def cash_value(cash: int, snapshot: int, loss_index: int, loss_epoch: int, borrow_index: int) -> int:
+    """What stored cash is worth at the (accrued) indices (RiskEngine._cashValue): positive cash less its
+    pending net charge (rounded down), negative cash -d settled at borrow index `snapshot` owing
+    ceil(d * borrow_index / snapshot)."""
+    if cash < 0:
+        return -div_up(-cash * borrow_index, snapshot)
+    return cash - pending_loss_charge(cash, snapshot, loss_index, loss_epoch)
+
+
+def utilisation(debt: int, positive: int) -> int:
+    """debt / positive cash (WAD, rounded down), 0 without debt, WAD at or above positive cash
+    (InterestMath.utilisation)."""
+    if debt == 0:
+        return 0
+    if debt >= positive:
+        return WAD
+    return debt * WAD // positive
+
+
+def borrow_rate(rp: RiskParams, u: int) -> int:
+    """The kinked borrow rate at utilisation `u` (WAD per year, rounded down; InterestMath.borrowRate)."""
+    if u <= rp.kink:
+        return rp.base_rate + rp.rate_slope1 * u // rp.kink
+    return rp.base_rate + rp.rate_slope1 + rp.rate_slope2 * (u - rp.kink) // (WAD - rp.kink)
+
+
+@dataclass(frozen=True)
+class Accrual:
+    loss_index: int
+    borrow_index: int
+    unplaced: int  # interest no positive balance could take: credited to the insurance fund (USD WAD)
+    interest: int  # interest accrued on the total debt (USD WAD, rounded down)
+    rate: int  # the borrow rate applied (WAD per year)
+
+
+def accrue(
+    rp: RiskParams, loss_index: int, borrow_index: int, scaled_debt: int, scaled_positive: int, elapsed: int
+) -> Accrual:
+    """One accrual of `elapsed` seconds from the stored state (InterestMath.accrue, MarginAccount._accrue):
+    the rate of the utilisation over the period; the borrow index grows by
+    index * rate * elapsed / (year * WAD), rounded up; the interest scaled_debt * growth / WAD (down) raises
+    the loss index by interest * SCALE / scaled_positive (down), or goes to the insurance fund when there is
+    no positive cash or the loss index would pass MAX_LOSS_INDEX."""
+    if elapsed == 0 or scaled_debt == 0:
+        return Accrual(loss_index, borrow_index, 0, 0, 0)
+    rate = borrow_rate(
+        rp, utilisation(scaled_debt * borrow_index // WAD, scaled_positive * loss_index // SCALE)
+    )
+    growth = div_up(borrow_index * rate * elapsed, YEAR * WAD)
+    interest = scaled_debt * growth // WAD
+    nxt = loss_index + interest * SCALE // scaled_positive if scaled_positive else MAX_LOSS_INDEX + 1
+    if nxt > MAX_LOSS_INDEX:
+        return Accrual(loss_index, borrow_index + growth, interest, interest, rate)
+    return Accrual(nxt, borrow_index + growth, 0, interest, rate)
 
 
 def penalty_for(fraction: int, requirement: int, rp: RiskParams) -> int:

@@ -17,6 +17,15 @@ from keeper.errors import ParamsError
 
 MAX_SCENARIOS = 32
 
+# The default borrow-rate model (README.md, "The margin model", borrowing): 2% a year at zero utilisation,
+# 10% at the 80% kink, 110% at full utilisation; no withdrawal (or borrowing trade) above 90% utilisation.
+DEFAULT_BASE_RATE = 0.02
+DEFAULT_RATE_SLOPE1 = 0.08
+DEFAULT_RATE_SLOPE2 = 1.0
+DEFAULT_KINK = 0.8
+DEFAULT_MAX_UTILISATION = 0.9
+RATE_FIELDS = ("base_rate", "rate_slope1", "rate_slope2", "kink", "max_utilisation")
+
 
 @dataclass(frozen=True)
 class OracleConfig:
@@ -44,6 +53,12 @@ class RiskParams:
     chol: tuple[int, ...]  # lower triangle, row-major: L[i][j] at i*(i+1)//2 + j
     shocks: tuple[tuple[int, ...], ...]  # S x n
     oracles: tuple[OracleConfig, ...] = field(default=())
+    # the borrow-rate model of negative cash (WAD; rates per year): kinked in the utilisation
+    base_rate: int = to_wad(DEFAULT_BASE_RATE)
+    rate_slope1: int = to_wad(DEFAULT_RATE_SLOPE1)
+    rate_slope2: int = to_wad(DEFAULT_RATE_SLOPE2)
+    kink: int = to_wad(DEFAULT_KINK)
+    max_utilisation: int = to_wad(DEFAULT_MAX_UTILISATION)
 
     @property
     def n(self) -> int:
@@ -71,11 +86,24 @@ class RiskParams:
             list(self.weights),
             list(self.chol),
             [o.as_tuple() for o in self.oracles],
+            self.base_rate,
+            self.rate_slope1,
+            self.rate_slope2,
+            self.kink,
+            self.max_utilisation,
         )
         return core, [v for row in self.shocks for v in row]
 
     def with_oracles(self, oracles: Sequence[OracleConfig]) -> RiskParams:
         return RiskParams(**{**self.__dict__, "oracles": tuple(oracles)})
+
+    def rates(self) -> dict[str, int]:
+        """The borrow-rate model's fields, by name."""
+        return {name: getattr(self, name) for name in RATE_FIELDS}
+
+    def with_rates(self, other: RiskParams) -> RiskParams:
+        """These parameters with `other`'s borrow-rate model."""
+        return RiskParams(**{**self.__dict__, **other.rates()})
 
 
 def cholesky_wad(cov: FloatArray) -> tuple[int, ...]:
@@ -110,8 +138,14 @@ def build_params(
     close_factor: float = 0.5,
     target_health: float = 1.25,
     dust: float = 100.0,
+    base_rate: float = DEFAULT_BASE_RATE,
+    rate_slope1: float = DEFAULT_RATE_SLOPE1,
+    rate_slope2: float = DEFAULT_RATE_SLOPE2,
+    kink: float = DEFAULT_KINK,
+    max_utilisation: float = DEFAULT_MAX_UTILISATION,
 ) -> RiskParams:
-    """Parameters from horizon volatilities, a correlation matrix and stress returns (all fractions)."""
+    """Parameters from horizon volatilities, a correlation matrix and stress returns (all fractions), and
+    the borrow-rate model (rates per year)."""
     vol = np.asarray(vols, dtype=np.float64)
     rho = np.asarray(corr, dtype=np.float64)
     n = len(vol)
@@ -138,6 +172,11 @@ def build_params(
         weights=tuple(to_wad(x) for x in w),
         chol=cholesky_wad(cov),
         shocks=tuple(tuple(to_wad(x) for x in row) for row in shocks),
+        base_rate=to_wad(base_rate),
+        rate_slope1=to_wad(rate_slope1),
+        rate_slope2=to_wad(rate_slope2),
+        kink=to_wad(kink),
+        max_utilisation=to_wad(max_utilisation),
     )
 
 

@@ -95,6 +95,23 @@ def margin(stack: Stack) -> Any:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _gas_headroom() -> Any:
+    """Transactions are sent with 1.5x their gas estimate. A call that moves cash accrues interest first,
+    and what that costs depends on the time since the last accrual, which can differ between the block the
+    estimate runs in and the block the transaction is mined in. (ape-config.yaml cannot say it: ape 0.8 passes a
+    `gas_limit: {auto: {multiplier: ...}}` of the local network on as a plain mapping, which it cannot convert.)"""
+    from ape import networks
+    from ape.types.gas import AutoGasLimit
+
+    network = networks.active_provider.network
+    old = network.gas_limit
+    network.__dict__["gas_limit"] = AutoGasLimit(multiplier=1.5)  # a cached_property of the network
+    assert networks.active_provider.network.gas_limit == AutoGasLimit(multiplier=1.5)
+    yield
+    network.__dict__["gas_limit"] = old
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _no_trace_on_revert() -> Any:
     """Reverts decoded cheaply and completely.
 

@@ -76,6 +76,11 @@ def to_mirror_params(core: Any, shocks: Sequence[int]) -> RiskParams:
         chol=tuple(chol),
         shocks=rows,
         oracles=tuple(OracleConfig(*o) for o in oracles),
+        base_rate=c[11],
+        rate_slope1=c[12],
+        rate_slope2=c[13],
+        kink=c[14],
+        max_utilisation=c[15],
     )
 
 
@@ -87,8 +92,9 @@ def chain_params(stack: Any) -> RiskParams:
 def pending_loss(
     margin: Any, cash: int, snapshot: int, loss_index: int | None = None, loss_epoch: int | None = None
 ) -> int:
-    """The socialised-loss charge an account would pay on its next touch (multiplicative loss index,
-    epochs after a wipe-out; the snapshot is the loss mark epoch << 64 | index)."""
+    """The net charge (socialised loss less interest credited) a positive balance would pay on its next touch
+    (multiplicative loss index, epochs after a wipe-out; the snapshot is the loss mark epoch << 80 | index);
+    the stored loss index unless one is given."""
     index = margin.lossIndex() if loss_index is None else loss_index
     epoch = margin.lossEpoch() if loss_epoch is None else loss_epoch
     return mirror.pending_loss_charge(cash, snapshot, index, epoch)
@@ -99,25 +105,59 @@ MIN_LOSS_INDEX = 10**9  # MarginAccount.MIN_LOSS_INDEX: below it a new epoch sta
 
 
 def loss_mark(epoch: int, index: int) -> int:
-    return epoch << 64 | index
+    return mirror.loss_mark(epoch, index)
 
 
 def scaled_cash(cash: int, snapshot: int, epoch: int = 0) -> int:
     """MarginAccount._scaled: an older epoch's balance scaled by 1 / 1e9 per rebase since (0 once wiped)."""
     if cash <= 0 or snapshot == 0:
         return 0
-    age = epoch - (snapshot >> 64)
+    age = epoch - (snapshot >> mirror.LOSS_INDEX_BITS)
     if age >= mirror.LOSS_EPOCHS_WIPED:
         return 0
-    return cash * SCALE // ((snapshot & (2**64 - 1)) * 10 ** (9 * age))
+    return cash * SCALE // ((snapshot & mirror.MAX_LOSS_INDEX) * 10 ** (9 * age))
 
 
-def portfolio(stack: Any, account: Any, n: int | None = None) -> mirror.Portfolio:
-    """The account as the mirror sees it: stored state, pending loss charge and unsettled funding."""
+def accrued_indices(stack: Any) -> tuple[int, int]:
+    """(loss index, borrow index) accrued to the view's block time (`MarginLens.interest`)."""
+    loss_index, borrow_index, _, _ = stack.lens.interest()
+    return int(loss_index), int(borrow_index)
+
+
+def accrual_at(stack: Any, at: int) -> mirror.Accrual:
+    """What `_accrue` does in a transaction mined at `at` (unix seconds), from the stored state (the mirror)."""
+    m = stack.margin
+    return mirror.accrue(
+        chain_params(stack),
+        m.lossIndex(),
+        m.borrowIndex(),
+        m.scaledDebt(),
+        m.scaledPositiveCash(),
+        at - m.lastAccrual(),
+    )
+
+
+def same_second() -> int:
+    """Mines the next block at the head block's time (anvil allows an equal timestamp) and returns it: a
+    transaction then accrues exactly what the views just showed (interest accrues by the second)."""
+    from ape import chain
+
+    at = int(chain.blocks.head.timestamp)
+    chain.pending_timestamp = at
+    return at
+
+
+def portfolio(
+    stack: Any, account: Any, n: int | None = None, indices: tuple[int, int] | None = None
+) -> mirror.Portfolio:
+    """The account as the mirror sees it: stored state, cash at what it is worth at the accrued indices
+    (pending loss charge and interest; `indices` = (loss, borrow), else the views' at the head block) and
+    unsettled funding."""
     margin = stack.margin
     s = margin.accountState(_addr(account))
     n = chain_params(stack).n if n is None else n
-    cash = s.cash - pending_loss(margin, s.cash, s.lossSnapshot)
+    loss_index, borrow_index = accrued_indices(stack) if indices is None else indices
+    cash = mirror.cash_value(s.cash, s.lossSnapshot, loss_index, margin.lossEpoch(), borrow_index)
     owed = tuple(s.size[i] * (margin.fundingIndex(i) - s.fundingSnapshot[i]) for i in range(n))
     return mirror.Portfolio(
         cash,
@@ -367,20 +407,24 @@ def requirement_for(p: mirror.Portfolio, prices: Sequence[int], rp: RiskParams, 
 
 
 def predict_liquidation(
-    stack: Any, victim: Any, liquidator: Any, fraction: int, w: tuple[int, int]
+    stack: Any, victim: Any, liquidator: Any, fraction: int, w: tuple[int, int], at: int | None = None
 ) -> dict[str, Any]:
-    """Everything `liquidate` should do, from the chain state before it, with the mirror's sizing
-    (max_fraction, penalty_for) and MarginAccount's settlement order: losses and funding settled on both
-    sides, the slice moved (toward zero), the victim paid value - penalty, a full close of a negative
-    balance through the insurance fund and then the loss index, the liquidator charged its share of a new
-    loss and paying value - penalty + insurance share."""
+    """Everything `liquidate` should do in a block at time `at` (default: the views' block), from the chain
+    state before it, with the mirror's accrual and sizing (max_fraction, penalty_for) and MarginAccount's
+    settlement order: interest accrued, losses, interest and funding settled on both sides, the slice moved
+    (toward zero), the victim paid value - penalty, a full close of a negative balance through the insurance
+    fund and then the loss index, the liquidator charged its share of a new loss and paying value - penalty
+    + insurance share."""
     m = stack.margin
     rp = chain_params(stack)
     n = rp.n
-    index, epoch = m.lossIndex(), m.lossEpoch()
+    from ape import chain
+
+    acc = accrual_at(stack, int(chain.blocks.head.timestamp) if at is None else at)
+    index, epoch, borrow = acc.loss_index, m.lossEpoch(), acc.borrow_index
     mark = loss_mark(epoch, index)
     vs, ls = m.accountState(_addr(victim)), m.accountState(_addr(liquidator))
-    pv = portfolio(stack, victim, n)
+    pv = portfolio(stack, victim, n, (index, borrow))
     prices = held_prices(stack, pv)
     equity = mirror.equity(pv, prices)
     requirement = requirement_for(pv, prices, rp, w)
@@ -393,8 +437,8 @@ def predict_liquidation(
     penalty, shortfall = mirror.victim_share(mirror.penalty_for(taken, requirement, rp), equity)
     to_fund = mul_wad_down(penalty, rp.insurance_share)
 
-    v_cash = vs.cash - pending_loss(m, vs.cash, vs.lossSnapshot, index, epoch)
-    l_cash = ls.cash - pending_loss(m, ls.cash, ls.lossSnapshot, index, epoch)
+    v_cash = mirror.cash_value(vs.cash, vs.lossSnapshot, index, epoch, borrow)
+    l_cash = mirror.cash_value(ls.cash, ls.lossSnapshot, index, epoch, borrow)
     v_pos = [[vs.collateral[i], vs.size[i], vs.costBasis[i]] for i in range(n)]
     l_pos = [[ls.collateral[i], ls.size[i], ls.costBasis[i]] for i in range(n)]
     funding: dict[str, dict[int, int]] = {"victim": {}, "liquidator": {}}
@@ -427,7 +471,8 @@ def predict_liquidation(
 
     bad_debt = None
     new_index, new_epoch, excess = index, epoch, 0
-    fund = m.insuranceFund() + to_fund  # the fund takes its share before it pays the victim's deficit
+    # the fund takes what interest nobody could, then its share, before it pays the victim's deficit
+    fund = m.insuranceFund() + acc.unplaced + to_fund
     if taken == WAD and v_cash < 0:
         deficit = -v_cash
         covered = min(max(fund, 0), deficit)
@@ -500,9 +545,11 @@ def liquidate_checked(
     """Liquidates and checks every number against `predict_liquidation`: the Liquidated, FundingSettled
     and BadDebt events, both accounts' stored state, the insurance fund, the loss index and unbacked debt."""
     m = stack.margin
-    pred = predict_liquidation(stack, victim, liquidator, fraction, w)
+    at = same_second()  # the liquidation sees what the views (and a keeper's preview) just saw
+    pred = predict_liquidation(stack, victim, liquidator, fraction, w, at)
     assert pred["liquidatable"], pred
     rc = m.liquidate(_addr(victim), fraction, w, sender=liquidator)
+    assert rc.timestamp == at
     assert args(only(rc, m.Liquidated)) == {
         "victim": _addr(victim),
         "liquidator": _addr(liquidator),

@@ -155,14 +155,13 @@ def test_negative_cash_without_positions_is_closed_as_bad_debt(
     _insure(stack, dave, 50)
     pred, _ = liquidate_checked(stack, alice, keeper, 1, witness(VAR))  # any fraction: closed in full
     assert (pred["taken"], pred["penalty"], pred["value"]) == (WAD, 0, 0)
-    # the maker realised +$3,200 closing its short: the only positive cash balance shares the rest
+    # the maker realised +$3,200 closing its short: the only positive cash balance shares the rest. alice's
+    # $200 of debt paid interest for the few seconds until the close (credited to the maker): a few 1e-6 USD
+    bad = pred["bad_debt"]
     assert m.accountState(maker.address).cash == 3_200 * WAD
-    assert pred["bad_debt"] == {
-        "covered": 50 * WAD,
-        "socialized": 150 * WAD,
-        "unbacked": 0,
-        "lossIndex": WAD * (3_200 - 150) // 3_200,
-    }
+    assert (bad["covered"], bad["unbacked"]) == (50 * WAD, 0)
+    assert 150 * WAD <= bad["socialized"] <= 150 * WAD + 10**13
+    assert abs(bad["lossIndex"] - WAD * (3_200 - 150) // 3_200) <= 10**10
     assert m.accountState(alice.address).cash == 0
     assert_ledger(stack, everyone)
 
@@ -284,13 +283,13 @@ def test_the_insurance_fund_pays_at_most_insurance_reward(
 
 
 def _set_loss_index(stack: Stack, index: int) -> None:
-    """Writes lossIndex (slot 0: _params | lossIndex << 160 | lossEpoch << 224), as if earlier socialised
+    """Writes lossIndex (slot 0: _params | lossIndex << 160 | lossEpoch << 240), as if earlier socialised
     losses had taken all but index / 1e18 of a unit of cash held since launch."""
     from ape import chain
 
     addr = stack.margin.address
     word = int.from_bytes(chain.provider.web3.eth.get_storage_at(addr, 0), "big")
-    word = (word & ~(((1 << 64) - 1) << 160)) | (index << 160)
+    word = (word & ~(((1 << 80) - 1) << 160)) | (index << 160)
     chain.provider.make_request("anvil_setStorageAt", [addr, "0x0", "0x" + word.to_bytes(32, "big").hex()])
 
 

@@ -603,6 +603,11 @@ def test_keeper_mirror_accepts_exactly_what_the_validator_accepts(stack: Stack, 
                     "close_factor",
                     "target_health",
                     "dust",
+                    "base_rate",
+                    "rate_slope1",
+                    "rate_slope2",
+                    "kink",
+                    "max_utilisation",
                 )
             },
         )
@@ -662,6 +667,11 @@ def test_keeper_mirror_constants_equal_the_validator(stack: Stack, project: Any)
         "target_health": v.MIN_STEP_TARGET_HEALTH(),
         "insurance_share": v.MIN_STEP_INSURANCE_SHARE(),
         "dust": v.MIN_STEP_DUST(),
+        "base_rate": v.MIN_STEP_BASE_RATE(),
+        "rate_slope1": v.MIN_STEP_RATE_SLOPE1(),
+        "rate_slope2": v.MIN_STEP_RATE_SLOPE2(),
+        "kink": v.MIN_STEP_KINK(),
+        "max_utilisation": v.MIN_STEP_MAX_UTILISATION(),
     }
     assert on_chain == riskfile.MIN_SCALAR_STEP
     assert (v.MAX_SCALAR_FACTOR(), v.MIN_ENTRY_STEP(), v.MIN_ANSWER_STEP(), v.MAX_FEED_DEVIATION()) == (

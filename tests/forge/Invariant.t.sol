@@ -82,6 +82,10 @@ contract Handler is Test {
     bool public ghostUnliquidatable; // (j) an account liquidatable through a feed outage could not be liquidated
     bool public ghostRewardSocialised; // a liquidation's deficit exceeded the victim's own, or the fund paid
     // more than insuranceReward / its balance, or funding moved beyond (or not up to) its time bound
+    bool public ghostInterestBroken; // (l) time passing: a lender lost, a borrower gained, lenders were credited
+    // more than borrowers were charged, an index fell, or accruing on chain changed what a view had valued
+    bool public ghostCapBroken; // (m) a withdrawal or a borrowing trade left utilisation above the cap, or the
+    // cap refused a liquidation
     string public ghostDetail; // what the first violation was
 
     // ---------------------------------------------------------------- ghosts: statistics
@@ -193,8 +197,10 @@ contract Handler is Test {
         try margin.withdrawCash(amount, a) {
             ++nWithdrawals;
             _checkAboveIM(a, "withdrawCash");
-        } catch {
+            _checkCap("withdrawal left utilisation above the cap", a);
+        } catch (bytes memory err) {
             ++nWithdrawRefused;
+            if (bytes4(err) == IMarginErrors.UtilisationAboveCap.selector) ++nCapRefused;
         }
     }
 
@@ -265,11 +271,15 @@ contract Handler is Test {
         // one in three: "max leverage" - retry with smaller sizes until the margin check passes, which
         // leaves the account close to IM (where small moves make it liquidatable)
         uint256 tries = sizeSeed % 3 == 0 ? 5 : 1;
+        uint256 debt0 = _debtOf(_settledCash(buyer, i)) + _debtOf(_settledCash(seller, i));
         for (uint256 t; t < tries; ++t) {
             if (_settleSigned(buyer, seller, i, size, price, sizeSeed >> 2)) {
                 ++nTrades;
                 _checkTrade(buyer, b0);
                 _checkTrade(seller, s0);
+                if (_debtOf(cashValue(buyer)) + _debtOf(cashValue(seller)) > debt0) {
+                    _checkCap("a borrowing trade left utilisation above the cap", buyer);
+                }
                 return;
             } else {
                 ++nTradeRefused;
@@ -514,6 +524,165 @@ contract Handler is Test {
         }
     }
 
+    // ---------------------------------------------------------------- issue 10 (class 7): borrowing is priced
+
+    uint256 public nAccruals; // passTime calls over which some debt accrued interest
+    uint256 public nRoundTrips;
+    uint256 public nCapRefused; // withdrawals and trades refused with UtilisationAboveCap
+    uint256 public nRoundTripWithdrawals;
+    uint256 public ghostInterestCharged; // debts' growth up to passTime's own accruals (USD WAD)
+    uint256 public ghostInterestCredited; // positive balances' growth up to them (USD WAD)
+
+    /// @notice What `a`'s stored cash is worth at the indices accrued to now (RiskEngine._cashValue, from
+    /// MarginLens.interest): a debt with its interest (rounded up), positive cash with its loss charges and
+    /// interest credits (rounded down)
+    function cashValue(address a) public view returns (int256) {
+        (uint256 l, uint256 b,,) = lens.interest();
+        return _valueAt(a, l, b);
+    }
+
+    /// @dev what `a`'s stored cash is worth at loss index `l` and borrow index `b`
+    function _valueAt(address a, uint256 l, uint256 b) internal view returns (int256) {
+        AccountState memory s = margin.accountState(a);
+        if (s.cash == 0) return 0;
+        if (s.cash < 0) return -int256(Math.mulDiv(uint256(-s.cash), b, s.lossSnapshot, Math.Rounding.Ceil));
+        if (s.lossSnapshot == 0) return s.cash;
+        uint256 age = margin.lossEpoch() - (s.lossSnapshot >> 80);
+        if (age >= 5) return 0;
+        return int256(uint256(s.cash) * l / (uint256(uint80(s.lossSnapshot)) * 10 ** (9 * age)));
+    }
+
+    /// @dev `cashValue` less the funding of asset `i` a trade in it settles first (rounded up against the
+    /// account): the cash a trade's cap rule compares with
+    function _settledCash(address a, uint256 i) internal view returns (int256) {
+        AccountState memory s = margin.accountState(a);
+        int256 x = s.size[i] * (int256(margin.fundingIndex(i)) - s.fundingSnapshot[i]);
+        int256 owed = x / int256(WAD);
+        if (x > 0 && x % int256(WAD) != 0) ++owed;
+        return cashValue(a) - owed;
+    }
+
+    function _debtOf(int256 cash) internal pure returns (uint256) {
+        return cash < 0 ? uint256(-cash) : 0;
+    }
+
+    function _cashValues() internal view returns (int256[] memory v) {
+        (uint256 l, uint256 b,,) = lens.interest();
+        return _valuesAt(l, b);
+    }
+
+    function _valuesAt(uint256 l, uint256 b) internal view returns (int256[] memory v) {
+        v = new int256[](accounts.length);
+        for (uint256 k; k < accounts.length; ++k) {
+            v[k] = _valueAt(accounts[k], l, b);
+        }
+    }
+
+    /// @dev (m) utilisation (MarginLens.interest, rounded down: never above the exact one) within the cap
+    function _checkCap(string memory what, address a) internal {
+        (,, uint256 u,) = lens.interest();
+        (RiskParams memory rp,) = lens.riskParams();
+        if (u > rp.maxUtilisation && !ghostCapBroken) {
+            ghostCapBroken = true;
+            _detail(what, a, int256(u), int256(rp.maxUtilisation), 0);
+        }
+    }
+
+    function _flagInterest(string memory what, uint256 k, uint256 x, uint256 y) internal {
+        if (ghostInterestBroken) return;
+        ghostInterestBroken = true;
+        _detail(what, k < accounts.length ? accounts[k] : address(0), int256(x), int256(y), 0);
+    }
+
+    /// @notice Time passes (1 s to a day, one in four up to 10 days; every feed is re-posted at its answer):
+    /// debts grow at the borrow rate, positive cash is credited the interest. Checked, from the views alone:
+    /// no borrower gains and no lender loses by time, neither index falls, and since the last accrual lenders
+    /// were credited at most what borrowers were charged (a wei each of rounding; the loss index moves in
+    /// whole units, so only the totals since the stored indices compare, not two views' difference). Then,
+    /// one in two, anyone accrues on chain (`accrueInterest`), which must not change what any account's cash
+    /// was worth in the views.
+    function passTime(uint256 dtSeed, bool accrueNow) external {
+        _begin();
+        int256[] memory v0 = _cashValues();
+        (uint256 l0, uint256 b0,,) = lens.interest();
+        _advance(dtSeed % 4 == 0 ? bound(dtSeed >> 2, 1 days, 10 days) : bound(dtSeed >> 2, 1, 1 days));
+        int256[] memory v1 = _cashValues();
+        (uint256 l1, uint256 b1,,) = lens.interest();
+        if (l1 < l0 || b1 < b0) _flagInterest("an index fell as time passed", type(uint256).max, l1, b1);
+        for (uint256 k; k < v0.length; ++k) {
+            if (v0[k] < 0 && v1[k] > v0[k]) {
+                _flagInterest("a borrower gained as time passed", k, _debtOf(v0[k]), _debtOf(v1[k]));
+            }
+            if (v0[k] >= 0 && v1[k] < v0[k]) {
+                _flagInterest("a lender lost as time passed", k, uint256(v0[k]), uint256(v1[k]));
+            }
+        }
+        (uint256 charged, uint256 credited) = _sinceAccrual(v1);
+        if (credited > charged + v1.length) {
+            _flagInterest("lenders credited more than borrowers were charged", type(uint256).max, credited, charged);
+        }
+        if (charged != 0) ++nAccruals;
+        if (!accrueNow) return;
+        (ghostInterestCharged, ghostInterestCredited) = (ghostInterestCharged + charged, ghostInterestCredited + credited);
+        margin.accrueInterest();
+        int256[] memory v2 = _cashValues();
+        for (uint256 k; k < v0.length; ++k) {
+            if (v2[k] != v1[k]) _flagInterest("accruing on chain changed a view's value", k, uint256(v1[k]), uint256(v2[k]));
+        }
+    }
+
+    /// @dev interest charged to the borrowers and credited to the lenders since the last accrual: the values
+    /// `v` at the accrued indices against those at the stored ones
+    function _sinceAccrual(int256[] memory v) internal view returns (uint256 charged, uint256 credited) {
+        int256[] memory s = _valuesAt(margin.lossIndex(), margin.borrowIndex());
+        for (uint256 k; k < v.length; ++k) {
+            if (s[k] < 0 && v[k] < s[k]) charged += uint256(s[k] - v[k]);
+            if (s[k] > 0 && v[k] > s[k]) credited += uint256(v[k] - s[k]);
+        }
+    }
+
+    /// @notice The issue's band-edge round trip: actor `a` posts collateral, buys from `b` (another actor or the
+    /// maker) at the top of the 10% trade band and sells it back at the bottom: `a` realises ~20% of the
+    /// notional as negative cash (a loan against its collateral), `b` as positive cash, which `b` then
+    /// withdraws. The loan now pays interest (passTime) and is capped: neither the closing trade nor the
+    /// withdrawal may leave utilisation above maxUtilisation (checked; refusals counted).
+    function borrowRoundTrip(uint256 aSeed, uint256 bSeed, uint256 sizeSeed, uint256 assetSeed) external {
+        _begin();
+        address a = _actor(aSeed);
+        address b = bSeed % 3 == 0 ? maker : _actor(bSeed);
+        if (a == b) b = maker;
+        uint256 i = assetSeed % N;
+        uint256 j = (assetSeed >> 8) % N;
+        uint256 oracle = lens.prices()[i];
+        uint256 notional = bound(sizeSeed, 1_000, 50_000) * WAD; // USD WAD
+        // collateral worth twice the notional (in asset j): the loan is ~10% of it
+        uint256 units = 2 * notional * WAD / lens.prices()[j] / scales[j] + 1;
+        tokens[j].mint(a, units);
+        vm.prank(a);
+        margin.depositCollateral(a, j, units);
+        uint256 size = notional * WAD / oracle;
+        if (size == 0 || !_settleSigned(a, b, i, size, oracle * 10_990 / 10_000, sizeSeed)) return;
+        uint256 debt0 = _debtOf(_settledCash(a, i)) + _debtOf(_settledCash(b, i));
+        int256 gain0 = margin.accountState(b).cash;
+        if (!_settleSigned(b, a, i, size, oracle * 9_010 / 10_000, sizeSeed >> 2)) {
+            ++nCapRefused; // most often the cap (or a's margin): a keeps the open long
+            return;
+        }
+        ++nRoundTrips;
+        if (_debtOf(cashValue(a)) + _debtOf(cashValue(b)) > debt0) {
+            _checkCap("the round trip's closing trade left utilisation above the cap", a);
+        }
+        int256 gain = margin.accountState(b).cash - gain0;
+        if (gain < int256(QUOTE_SCALE)) return;
+        vm.prank(b);
+        try margin.withdrawCash(uint256(gain) / QUOTE_SCALE, b) {
+            ++nRoundTripWithdrawals;
+            _checkCap("the round trip's withdrawal left utilisation above the cap", b);
+        } catch (bytes memory err) {
+            if (bytes4(err) == IMarginErrors.UtilisationAboveCap.selector) ++nCapRefused;
+        }
+    }
+
     /// @dev Before a liquidation: the fund and its cap
     function _rewardBefore() internal returns (int256 fund, uint256 cap) {
         vm.recordLogs();
@@ -588,6 +757,11 @@ contract Handler is Test {
         p.insuranceShare = _scalar(seed, 5, p.insuranceShare, 0.05e18, 1e18);
         p.targetHealth = _scalar(seed, 6, p.targetHealth, 1.1e18, 1.5e18);
         p.dust = _scalar(seed, 7, p.dust, 1e18, 100e18);
+        p.baseRate = _scalar(seed, 100, p.baseRate, 0, 0.2e18);
+        p.rateSlope1 = _scalar(seed, 101, p.rateSlope1, 0, 0.5e18);
+        p.rateSlope2 = _scalar(seed, 102, p.rateSlope2, 0, 5e18);
+        p.kink = _scalar(seed, 103, p.kink, 0.5e18, 0.95e18);
+        p.maxUtilisation = _scalar(seed, 104, p.maxUtilisation, 0.5e18, 1e18);
         for (uint256 k; k < N; ++k) {
             p.weights[k] = uint256(_entry(seed, 10 + k, int256(p.weights[k]), 0.03e18, 0.02e18, 0.3e18));
         }
@@ -678,8 +852,11 @@ contract Handler is Test {
         (, a,,,) = feeds[i].latestRoundData();
     }
 
+    uint256 internal constant SCALARS = 13;
+
     /// @dev the validator's minimum step of scalar k (z, imFactor, gamma, penalty, closeFactor, insuranceShare,
-    /// targetHealth, dust) and the range the campaign keeps it in
+    /// targetHealth, dust, baseRate, rateSlope1, rateSlope2, kink, maxUtilisation) and the range the campaign
+    /// keeps it in
     function _scalarSpec(uint256 k) internal pure returns (uint256 minStep, uint256 lo, uint256 hi) {
         if (k == 0) return (0.25e18, 1.5e18, 3.5e18);
         if (k == 1) return (0.1e18, 1.1e18, 1.6e18);
@@ -688,12 +865,30 @@ contract Handler is Test {
         if (k == 4) return (0.1e18, 0.25e18, 1e18);
         if (k == 5) return (0.1e18, 0.05e18, 1e18);
         if (k == 6) return (0.1e18, 1.1e18, 1.5e18);
-        return (1e21, 1e18, 100e18);
+        if (k == 7) return (1e21, 1e18, 100e18);
+        if (k == 8) return (0.01e18, 0, 0.2e18);
+        if (k == 9) return (0.02e18, 0, 0.5e18);
+        if (k == 10) return (0.2e18, 0, 5e18);
+        if (k == 11) return (0.05e18, 0.5e18, 0.95e18);
+        return (0.05e18, 0.5e18, 1e18);
     }
 
     function _scalarRef(RiskParams memory p, uint256 k, bool set, uint256 v) internal pure returns (uint256 old) {
-        uint256[8] memory all =
-            [p.z, p.imFactor, p.gamma, p.penalty, p.closeFactor, p.insuranceShare, p.targetHealth, p.dust];
+        uint256[SCALARS] memory all = [
+            p.z,
+            p.imFactor,
+            p.gamma,
+            p.penalty,
+            p.closeFactor,
+            p.insuranceShare,
+            p.targetHealth,
+            p.dust,
+            p.baseRate,
+            p.rateSlope1,
+            p.rateSlope2,
+            p.kink,
+            p.maxUtilisation
+        ];
         old = all[k];
         if (!set) return old;
         if (k == 0) p.z = v;
@@ -703,12 +898,17 @@ contract Handler is Test {
         else if (k == 4) p.closeFactor = v;
         else if (k == 5) p.insuranceShare = v;
         else if (k == 6) p.targetHealth = v;
-        else p.dust = v;
+        else if (k == 7) p.dust = v;
+        else if (k == 8) p.baseRate = v;
+        else if (k == 9) p.rateSlope1 = v;
+        else if (k == 10) p.rateSlope2 = v;
+        else if (k == 11) p.kink = v;
+        else p.maxUtilisation = v;
     }
 
     /// @dev one scalar moved by at most its absolute minimum step, kept in the campaign's range
     function _scalarWithin(RiskParams memory p, uint256 seed) internal pure {
-        uint256 k = _rand(seed, 3) % 8;
+        uint256 k = _rand(seed, 3) % SCALARS;
         (uint256 step, uint256 lo, uint256 hi) = _scalarSpec(k);
         uint256 old = _scalarRef(p, k, false, 0);
         uint256 v = bound(_rand(seed, 4), old > step ? old - step : 0, old + step);
@@ -717,7 +917,7 @@ contract Handler is Test {
 
     /// @dev one scalar moved beyond both 2x and its minimum step (possibly out of its absolute bounds too)
     function _scalarOutside(RiskParams memory p, uint256 seed) internal pure {
-        uint256 k = _rand(seed, 3) % 8;
+        uint256 k = _rand(seed, 3) % SCALARS;
         (uint256 step,,) = _scalarSpec(k);
         uint256 old = _scalarRef(p, k, false, 0);
         uint256 down = old / 2;
@@ -997,8 +1197,12 @@ contract Handler is Test {
             ++nLiquidations;
             _rewardAfter(x.m0.equity, fund0, cap);
             _afterLiquidation(x, taken);
-        } catch {
+        } catch (bytes memory err) {
             if (x.provable) ++nValidRefused;
+            if (bytes4(err) == IMarginErrors.UtilisationAboveCap.selector && !ghostCapBroken) {
+                ghostCapBroken = true;
+                _detail("the cap on utilisation refused a liquidation", victim, 0, 0, fraction);
+            }
         }
     }
 
@@ -1250,7 +1454,7 @@ contract InvariantTest is Fixture {
         }
 
         targetContract(address(handler));
-        bytes4[] memory sel = new bytes4[](17);
+        bytes4[] memory sel = new bytes4[](19);
         sel[0] = Handler.depositCash.selector;
         sel[1] = Handler.withdrawCash.selector;
         sel[2] = Handler.depositCollateral.selector;
@@ -1268,6 +1472,8 @@ contract InvariantTest is Fixture {
         sel[14] = Handler.changeRiskParamsBounded.selector;
         sel[15] = Handler.hostileTrade.selector;
         sel[16] = Handler.fundingAtBound.selector;
+        sel[17] = Handler.passTime.selector;
+        sel[18] = Handler.borrowRoundTrip.selector;
         targetSelector(FuzzSelector(address(handler), sel));
     }
 
@@ -1320,6 +1526,35 @@ contract InvariantTest is Fixture {
         assertFalse(handler.ghostThirdPartyDeposit(), string.concat("(i) ", d));
         assertFalse(handler.ghostUnliquidatable(), string.concat("(j) ", d));
         assertFalse(handler.ghostRewardSocialised(), string.concat("(k) reward socialised ", d));
+        assertFalse(handler.ghostInterestBroken(), string.concat("(l) interest ", d));
+        assertFalse(handler.ghostCapBroken(), string.concat("(m) utilisation cap ", d));
+        _checkDebtLedger(st);
+        _checkClaimsBacked(accts, st);
+    }
+
+    /// @dev (l) scaledDebt == sum over negative balances of |cash| * WAD / borrow-index snapshot, exactly
+    function _checkDebtLedger(AccountState[] memory st) internal view {
+        uint256 sum;
+        for (uint256 k; k < st.length; ++k) {
+            if (st[k].cash < 0) sum += uint256(-st[k].cash) * WAD / st[k].lossSnapshot;
+        }
+        assertEq(uint256(margin.scaledDebt()), sum, "(l) scaledDebt");
+    }
+
+    /// @dev (l) what the balances are worth at the indices accrued to now (debts with their interest, positive
+    /// cash with its credits and losses) never exceeds the tokens: quote balance * scale >= sum(value of cash)
+    /// - sum(costBasis) + insuranceFund + fundingPool - unbackedDebt, up to a wei per account (lenders' credits
+    /// round down, debts up: the difference is a surplus)
+    function _checkClaimsBacked(address[] memory accts, AccountState[] memory st) internal view {
+        int256 claims = margin.insuranceFund() + margin.fundingPool() - int256(margin.unbackedDebt());
+        for (uint256 k; k < st.length; ++k) {
+            claims += handler.cashValue(accts[k]);
+            for (uint256 i; i < N; ++i) {
+                claims -= st[k].costBasis[i];
+            }
+        }
+        int256 balance = int256(usd.balanceOf(address(margin)) * margin.quoteScale());
+        assertLe(claims, balance + int256(st.length), "(l) claims at the accrued indices exceed the tokens");
     }
 
     /// @dev (a) quote balance * quoteScale == sum(cash) - sum(costBasis) + insuranceFund + fundingPool
@@ -1388,6 +1623,14 @@ contract InvariantTest is Fixture {
         console.log("lossPending (USD WAD)", margin.lossPending());
         console.log("unbackedDebt (USD WAD)", margin.unbackedDebt());
         console.log("insurance fund (USD WAD)", margin.insuranceFund());
+        console.log("time passed (s)", handler.currentTime() - 1_700_000_000);
+        console.log("accruals with debt", handler.nAccruals());
+        console.log("borrow index (WAD)", margin.borrowIndex());
+        console.log("round trips (band-edge loans)", handler.nRoundTrips());
+        console.log("... withdrawals of the gain refused by the cap", handler.nCapRefused());
+        console.log("... withdrawals of the gain allowed", handler.nRoundTripWithdrawals());
+        console.log("interest charged at passTime's accruals (USD WAD)", handler.ghostInterestCharged());
+        console.log("... credited (USD WAD)", handler.ghostInterestCredited());
     }
 }
 

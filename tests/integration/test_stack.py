@@ -131,7 +131,10 @@ def test_calldata_equals_web3_encoding() -> None:
         ("depositCollateral", [a, 1, 5]),
         ("accrueFunding", [1, -5 * WAD]),
         ("liquidate", [a, WAD // 10, (2, 3)]),
-        ("proposeRiskParams", [(1, 2, 3, 4, 5, 6, 7, 8, [1], [2], [(a, 1, 2, -3, 4)]), [1, -2]]),
+        (
+            "proposeRiskParams",
+            [(1, 2, 3, 4, 5, 6, 7, 8, [1], [2], [(a, 1, 2, -3, 4)], 9, 10, 11, 12, 13), [1, -2]],
+        ),
     ]
     for fn, args in cases:
         assert encoder("MarginAccount", fn)(*args) == m.encode_abi(fn, args=args), fn

@@ -9,7 +9,7 @@ from keeper.engine.fixedpoint import WAD
 
 
 def mark(epoch: int, index: int) -> int:
-    return epoch << 64 | index
+    return mirror.loss_mark(epoch, index)
 
 
 def test_victim_pays_at_most_its_positive_equity() -> None:

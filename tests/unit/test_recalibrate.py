@@ -142,6 +142,15 @@ def test_worst_initial_margin_is_calibrated_even_when_scalars_are_kept() -> None
         RecalibrationSettings(initial_margin="best")  # type: ignore[arg-type]
 
 
+def test_the_borrow_rate_model_is_always_kept() -> None:
+    """The rates are policy, not calibrated: even with recomputed scalars the chain's current ones stay."""
+    stamps, prices = daily_path(600)
+    cur = replace(current_params(), base_rate=3 * WAD // 100, kink=7 * WAD // 10, max_utilisation=WAD // 2)
+    for keep in (True, False):
+        cfg = RecalibrationSettings(lookback=600, keep_scalars=keep)
+        assert recalibrate(prices, stamps, cur, cfg, assets=ASSETS).new.rates() == cur.rates()
+
+
 def test_block_observations_are_resampled_to_the_interval() -> None:
     """Irregular per-block observations (30-90 s apart, variance proportional to time) resampled hourly
     give the hourly covariance."""
@@ -401,7 +410,7 @@ def test_propose_calldata_decodes_back() -> None:
     raw = bytes.fromhex(data[2:])
     canonical = (
         "proposeRiskParams((uint256,uint256,uint256,uint256,uint256,uint256,uint256,uint256,uint256[],int256[],"
-        "(address,uint32,uint8,int256,int256)[]),int256[])"
+        "(address,uint32,uint8,int256,int256)[],uint256,uint256,uint256,uint256,uint256),int256[])"
     )
     assert raw[:4] == keccak(text=canonical)[:4] == PROPOSE_SELECTOR
     core, shocks = abi_decode([RISK_PARAMS_TYPE, "int256[]"], raw[4:])

@@ -62,6 +62,8 @@ abstract contract Fixture is Test {
         p.closeFactor = 0.5e18;
         p.targetHealth = 1.2e18;
         p.dust = 10e18;
+        // the borrow-rate model: 2% a year at no utilisation, 10% at the 80% kink, 110% at full; cap 90%
+        (p.baseRate, p.rateSlope1, p.rateSlope2, p.kink, p.maxUtilisation) = (0.02e18, 0.08e18, 1e18, 0.8e18, 0.9e18);
         p.weights = new uint256[](N);
         (p.weights[0], p.weights[1], p.weights[2]) = (0.1e18, 0.12e18, 0.15e18);
         p.chol = new int256[](6); // L00, L10, L11, L20, L21, L22

@@ -11,6 +11,7 @@ interface Vm {
     function expectRevert(bytes4 revertData) external;
     function expectRevert(bytes calldata revertData) external;
     function expectRevert() external;
+    function expectPartialRevert(bytes4 selector) external;
     function assume(bool condition) external pure;
     function label(address account, string calldata newLabel) external;
     function addr(uint256 privateKey) external pure returns (address);
@@ -22,6 +23,10 @@ interface Vm {
         address emitter;
     }
 
+    function store(address target, bytes32 slot, bytes32 value) external;
+    function load(address target, bytes32 slot) external view returns (bytes32);
+    function snapshotState() external returns (uint256);
+    function revertToState(uint256 snapshotId) external returns (bool);
     function recordLogs() external;
     function getRecordedLogs() external returns (Log[] memory);
 }
@@ -170,6 +175,14 @@ abstract contract Test {
 
     function assertGt(uint256 a, uint256 b, string memory err) internal pure {
         if (a <= b) revert(string.concat(err, ": ", _u(a), " <= ", _u(b)));
+    }
+
+    function assertLt(int256 a, int256 b, string memory err) internal pure {
+        if (a >= b) revert(string.concat(err, ": ", _i(a), " >= ", _i(b)));
+    }
+
+    function assertGt(int256 a, int256 b, string memory err) internal pure {
+        if (a <= b) revert(string.concat(err, ": ", _i(a), " <= ", _i(b)));
     }
 
     /// @notice |a - b| <= tol
