@@ -96,6 +96,7 @@ ERRORS = (
     "FeedPriceUnavailable(uint256 asset,address feed,int256 answer)",
     "FeedPriceMismatch(uint256 asset,address newFeed,uint256 oldPrice,uint256 newPrice)",
     "UtilisationAboveCap(uint256 debt,uint256 positiveCash,uint256 maxUtilisation)",
+    "BlobWriteFailed()",
     "NoPendingParams()",
     "ParamsNotReady(uint256 activatesAt)",
     "NoRiskParams()",
