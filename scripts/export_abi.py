@@ -1,6 +1,6 @@
 """`make abi`: what integrators need outside Python, from the compiled artifacts (`make compile`) -> abi/.
 
-  abi/<Contract>.json  the ABI (solc's JSON) of MarginAccount, MarginOrders and MarginLens
+  abi/<Contract>.json  the ABI (solc's JSON) of MarginAccount, MarginOrders, MarginLens and RiskParamsValidator
   abi/errors.json      every custom error a call into the protocol can revert with: signature, 4-byte
                        selector, arguments, and the ABIs that declare it (the ERC-20 errors of an OpenZeppelin
                        token, which SafeERC20 bubbles up, are listed with the contract "ERC20")
@@ -25,7 +25,7 @@ from sim.artifacts import contract_types, type_str
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "abi"
-CONTRACTS = ("MarginAccount", "MarginOrders", "MarginLens")
+CONTRACTS = ("MarginAccount", "MarginOrders", "MarginLens", "RiskParamsValidator")
 # the mock token is an OpenZeppelin ERC20: its errors are what a real OZ-based token reverts with, and
 # `MarginAccount` bubbles them up from SafeERC20's `safeTransferFrom` (deposits) and `safeTransfer`
 TOKEN = ("MockERC20", "ERC20")

@@ -100,7 +100,6 @@ ERRORS = (
     "NoPendingParams()",
     "ParamsNotReady(uint256 activatesAt)",
     "NoRiskParams()",
-    "BlobWriteFailed()",
     "AccessControlBadConfirmation()",
     "AccessControlUnauthorizedAccount(address account,bytes32 neededRole)",
     "ReentrancyGuardReentrantCall()",
