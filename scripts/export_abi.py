@@ -1,6 +1,6 @@
 """`make abi`: what integrators need outside Python, from the compiled artifacts (`make compile`) -> abi/.
 
-  abi/<Contract>.json  the ABI (solc's JSON) of MarginAccount, MarginOrders, MarginLens and RiskParamsValidator
+  abi/<Contract>.json  the ABI (solc's JSON) of MarginAccount, MarginOrders, MarginLens, RiskParamsValidator
   abi/errors.json      every custom error a call into the protocol can revert with: signature, 4-byte
                        selector, arguments, and the ABIs that declare it (the ERC-20 errors of an OpenZeppelin
                        token, which SafeERC20 bubbles up, are listed with the contract "ERC20")
