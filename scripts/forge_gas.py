@@ -87,6 +87,11 @@ def params_solidity() -> str:
         "close_factor",
         "target_health",
         "dust",
+        "base_rate",
+        "rate_slope1",
+        "rate_slope2",
+        "kink",
+        "max_utilisation",
     )
     first = params(ASSET_COUNTS[0], smax)
     scalars = [getattr(first, f) for f in scalar_fields]
@@ -106,7 +111,21 @@ def params_solidity() -> str:
         core_lines.append(f"        if (n == {n}) return abi.decode({_hex(packed)}, (uint256[], int256[]));")
         steps_bytes = bytes(x % 256 for x in steps)
         shock_lines.append(f"        if (n == {n}) return {_hex(steps_bytes)};")
-    names = ("z", "imFactor", "gamma", "penalty", "insuranceShare", "closeFactor", "targetHealth", "dust")
+    names = (
+        "z",
+        "imFactor",
+        "gamma",
+        "penalty",
+        "insuranceShare",
+        "closeFactor",
+        "targetHealth",
+        "dust",
+        "baseRate",
+        "rateSlope1",
+        "rateSlope2",
+        "kink",
+        "maxUtilisation",
+    )
     assign = "\n".join(f"        p.{name} = {value};" for name, value in zip(names, scalars, strict=True))
     grid = ", ".join(str(n) for n in ASSET_COUNTS)
     return f"""// SPDX-License-Identifier: MIT

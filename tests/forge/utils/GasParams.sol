@@ -22,6 +22,11 @@ library GasParams {
         p.closeFactor = 500000000000000000;
         p.targetHealth = 1250000000000000000;
         p.dust = 100000000000000000000;
+        p.baseRate = 20000000000000000;
+        p.rateSlope1 = 80000000000000000;
+        p.rateSlope2 = 1000000000000000000;
+        p.kink = 800000000000000000;
+        p.maxUtilisation = 900000000000000000;
         (p.weights, p.chol) = _weightsAndChol(n);
         p.oracles = new OracleConfig[](n);
     }
