@@ -46,6 +46,7 @@ from eth_abi import encode
 
 from keeper.engine.fixedpoint import WAD
 from keeper.engine.params import RiskParams, build_params
+from keeper.recalibrate import CONTRACT_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "reports" / "gas.json"
@@ -78,21 +79,7 @@ def _hex(data: bytes) -> str:
 def params_solidity() -> str:
     """tests/forge/utils/GasParams.sol: `build_params` of every asset count of the grid, as Solidity."""
     smax = max(SCENARIO_COUNTS)
-    scalar_fields = (
-        "z",
-        "im_factor",
-        "gamma",
-        "penalty",
-        "insurance_share",
-        "close_factor",
-        "target_health",
-        "dust",
-        "base_rate",
-        "rate_slope1",
-        "rate_slope2",
-        "kink",
-        "max_utilisation",
-    )
+    scalar_fields = tuple(CONTRACT_NAMES)  # every scalar the contract takes, in its order
     first = params(ASSET_COUNTS[0], smax)
     scalars = [getattr(first, f) for f in scalar_fields]
     unit = round(SHOCK_STEP * WAD)
@@ -111,21 +98,7 @@ def params_solidity() -> str:
         core_lines.append(f"        if (n == {n}) return abi.decode({_hex(packed)}, (uint256[], int256[]));")
         steps_bytes = bytes(x % 256 for x in steps)
         shock_lines.append(f"        if (n == {n}) return {_hex(steps_bytes)};")
-    names = (
-        "z",
-        "imFactor",
-        "gamma",
-        "penalty",
-        "insuranceShare",
-        "closeFactor",
-        "targetHealth",
-        "dust",
-        "baseRate",
-        "rateSlope1",
-        "rateSlope2",
-        "kink",
-        "maxUtilisation",
-    )
+    names = tuple(CONTRACT_NAMES.values())
     assign = "\n".join(f"        p.{name} = {value};" for name, value in zip(names, scalars, strict=True))
     grid = ", ".join(str(n) for n in ASSET_COUNTS)
     return f"""// SPDX-License-Identifier: MIT
