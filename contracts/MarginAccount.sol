@@ -17,6 +17,10 @@ import {WadMath} from "./libraries/WadMath.sol";
 import {MarginOrders} from "./MarginOrders.sol";
 import {RiskEngine} from "./RiskEngine.sol";
 
+// Interest accrues by the second: every cash value derives from block.timestamp through the accrued loss and
+// borrow indices, so slither's `timestamp` taint marks every comparison of cash in the ledger. The direct uses
+// (the accrual period, funding periods, the parameter delay) span seconds to days: validator drift is immaterial.
+// slither-disable-start timestamp
 /// @title Cross-margin accounts: quote cash, multi-asset collateral and perps in one ledger
 /// @notice Margined on the net risk of the whole account (RiskEngine). Ledger identity, exact at all times:
 ///   quote balance * quoteScale == sum(cash) - sum(costBasis) + insuranceFund + fundingPool - lossPending
@@ -39,10 +43,6 @@ import {RiskEngine} from "./RiskEngine.sol";
 /// cash accrues first (one packed slot read and written); the margin views value cash at the indices accrued
 /// to now. No withdrawal, and no trade that increases borrowing, may leave utilisation (total debt over total
 /// positive cash) above `maxUtilisation`; liquidation is never refused for it.
-// Interest accrues by the second: every cash value derives from block.timestamp through the accrued loss and
-// borrow indices, so slither's `timestamp` taint marks every comparison of cash in the ledger. The direct uses
-// (the accrual period, funding periods, the parameter delay) span seconds to days: validator drift is immaterial.
-// slither-disable-start timestamp
 contract MarginAccount is IMarginAccount, RiskEngine, AccessControl, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
     using SafeCast for uint256;

@@ -12,13 +12,13 @@ import {RiskMath} from "./libraries/RiskMath.sol";
 import {WadMath} from "./libraries/WadMath.sol";
 import {RiskParamsValidator} from "./RiskParamsValidator.sol";
 
-/// @title Risk engine: risk parameters (code-as-storage, bounded and delayed updates), prices, and the
-/// margin of one account computed from the ledger state
-/// @dev Abstract: the ledger (MarginAccount) provides storage of accounts and positions.
 // Interest accrues by the second: every cash value derives from block.timestamp through the accrued loss and
 // borrow indices, so slither's `timestamp` taint marks every comparison of cash in the ledger. The direct uses
 // (the accrual period, funding periods, the parameter delay) span seconds to days: validator drift is immaterial.
 // slither-disable-start timestamp
+/// @title Risk engine: risk parameters (code-as-storage, bounded and delayed updates), prices, and the
+/// margin of one account computed from the ledger state
+/// @dev Abstract: the ledger (MarginAccount) provides storage of accounts and positions.
 abstract contract RiskEngine is IMarginErrors, IMarginEvents {
     using WadMath for int256;
     using WadMath for uint256;
@@ -83,8 +83,8 @@ abstract contract RiskEngine is IMarginErrors, IMarginEvents {
 
     /// @notice Value (WAD) of one unit of debt taken at launch: starts at 1e18 and grows at the borrow rate
     /// (InterestMath) while anything is borrowed. Negative cash -d settled at borrow index s owes
-    /// ceil(d * borrowIndex / s). Packed with the time of the last accrual and the scaled total debt: one
-    /// slot read, and written once, per transaction that accrues.
+    /// ceil(d * borrowIndex / s). Packed with the time of the last accrual and the scaled total debt: every
+    /// transaction that moves cash reads this one slot; an accrual writes it (and the loss index) once.
     uint112 public borrowIndex = 1e18;
     /// @notice time (unix seconds) of the last accrual of interest
     uint32 public lastAccrual;
@@ -216,7 +216,9 @@ abstract contract RiskEngine is IMarginErrors, IMarginEvents {
     function _cashValue(Header memory h, Params rp) internal view returns (int256) {
         if (h.cash == 0) return 0;
         (uint256 lIndex, uint256 bIndex,) = _accrued(rp);
-        if (h.cash < 0) return -int256(Math.mulDiv(uint256(-int256(h.cash)), bIndex, h.lossSnapshot, Math.Rounding.Ceil));
+        if (h.cash < 0) {
+            return -int256(Math.mulDiv(uint256(-int256(h.cash)), bIndex, h.lossSnapshot, Math.Rounding.Ceil));
+        }
         return int256(h.cash) - _lossCharge(h, lIndex);
     }
 

@@ -623,11 +623,14 @@ contract Handler is Test {
         }
         if (charged != 0) ++nAccruals;
         if (!accrueNow) return;
-        (ghostInterestCharged, ghostInterestCredited) = (ghostInterestCharged + charged, ghostInterestCredited + credited);
+        ghostInterestCharged += charged;
+        ghostInterestCredited += credited;
         margin.accrueInterest();
         int256[] memory v2 = _cashValues();
         for (uint256 k; k < v0.length; ++k) {
-            if (v2[k] != v1[k]) _flagInterest("accruing on chain changed a view's value", k, uint256(v1[k]), uint256(v2[k]));
+            if (v2[k] != v1[k]) {
+                _flagInterest("accruing on chain changed a view's value", k, uint256(v1[k]), uint256(v2[k]));
+            }
         }
     }
 
