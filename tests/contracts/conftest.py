@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from keeper.engine.params import build_params, standard_shocks
-from sim.deployment import DEFAULT_ASSETS, DEFAULT_CORR, Stack, authorise, deploy_stack, fund_cash
+from margin_helpers import make_stack
+from sim.deployment import DEFAULT_ASSETS, DEFAULT_CORR, Stack
 
 pytestmark = pytest.mark.chain
 
@@ -63,16 +64,6 @@ def mild_params() -> Any:
     return build_params(
         [a.vol for a in DEFAULT_ASSETS], DEFAULT_CORR, standard_shocks(3, crash=0.1, alone=0.05, apart=0.02)
     )
-
-
-def make_stack(admin: Any, users: list[Any], params: Any = None, fund: bool = True) -> Stack:
-    s = deploy_stack(admin, params=params)
-    for a in users:
-        authorise(s, a)
-    if fund:
-        fund_cash(s, users[0], 50_000_000)
-        fund_cash(s, users[3], 5_000_000)
-    return s
 
 
 @pytest.fixture(scope="session")

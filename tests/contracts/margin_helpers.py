@@ -583,3 +583,16 @@ def liquidate_checked(
     assert m.lossIndex() == pred["loss_index"]
     assert m.unbackedDebt() == pred["unbacked"]
     return pred, rc
+
+
+def make_stack(admin: Any, users: list[Any], params: Any = None, fund: bool = True) -> deployment.Stack:
+    """A fresh stack: the core deployed with `params`, every user authorised, users[0] and users[3] funded
+    with cash unless `fund` is false (conftest's session stack; tests that need their own import it here:
+    `conftest` is ambiguous across the test folders)."""
+    s = deployment.deploy_stack(admin, params=params)
+    for a in users:
+        deployment.authorise(s, a)
+    if fund:
+        deployment.fund_cash(s, users[0], 50_000_000)
+        deployment.fund_cash(s, users[3], 5_000_000)
+    return s

@@ -41,7 +41,7 @@ SCALE = 10**36
 @pytest.fixture(scope="module")
 def stack(admin: Any, maker: Any, alice: Any, bob: Any, keeper: Any, carol: Any, dave: Any) -> Stack:
     """The default deployment without the default funding: nobody holds cash yet."""
-    from conftest import make_stack
+    from margin_helpers import make_stack
 
     return make_stack(admin, [maker, alice, bob, keeper, carol, dave], fund=False)
 
